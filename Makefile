@@ -1,0 +1,49 @@
+# clip-web: `make run` serves the app, `make test` runs every test. Both set up what they need.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+MODELS_DIR ?=
+
+.PHONY: setup setup-test assets run test reference-models reference-models-full bench check-browser clean
+
+$(VENV)/.base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test: $(VENV)/.base pyproject.toml
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.base assets
+
+setup-test: $(VENV)/.test assets
+
+assets: $(VENV)/.base
+	$(VENV)/bin/clip-web assets
+
+run: setup
+	$(VENV)/bin/clip-web serve --host $(HOST) --port $(PORT) $(if $(MODELS_DIR),--models-dir $(MODELS_DIR))
+
+check-browser:
+	@test -x "$${CLIP_WEB_CHROMIUM:-/usr/bin/chromium}" || { \
+	  echo "Chromium is missing: install it with 'apt-get install -y chromium' (Debian)"; exit 1; }
+
+reference-models: $(VENV)/.test
+	$(PY) tests/reference/build_models.py
+
+reference-models-full: $(VENV)/.test
+	$(PY) tests/reference/build_models.py --full
+
+test: setup-test check-browser reference-models
+	$(PY) -m pytest
+
+bench: setup-test check-browser reference-models-full
+	$(PY) benchmarks/startup.py
+
+clean:
+	rm -rf $(VENV) .cache test-artifacts

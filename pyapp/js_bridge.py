@@ -1,0 +1,62 @@
+"""The one module that talks to JavaScript. Imported only inside Pyodide (by web/js/py-worker.js).
+
+JS hands us JsProxy objects (Uint8Array, arrays); we hand back numpy arrays, which the worker
+reads zero-copy with `getBuffer()`, or plain Python values that it converts with `toJs()`.
+Errors stay Python exceptions: the worker turns a `ClipWebError` into a message for the page.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pyodide.ffi import JsProxy  # noqa: F401  (importing it is the point: Pyodide only)
+
+from . import preprocess, tokenizer
+from .errors import ClipWebError, TextInputError
+
+
+def _to_bytes(data) -> bytes:
+    if isinstance(data, JsProxy):
+        return data.to_bytes()
+    return bytes(data)
+
+
+def load_vocab(gz_bytes) -> None:
+    """Install the BPE vocab fetched by the worker as the default tokenizer."""
+    tokenizer.set_default_tokenizer(tokenizer.Tokenizer.from_bytes(_to_bytes(gz_bytes)))
+
+
+def preprocess_image(data, size: int, mean, std) -> np.ndarray:
+    mean = tuple(float(v) for v in (mean.to_py() if isinstance(mean, JsProxy) else mean))
+    std = tuple(float(v) for v in (std.to_py() if isinstance(std, JsProxy) else std))
+    return preprocess.preprocess_image(_to_bytes(data), size=int(size), mean=mean, std=std)  # (1, 3, size, size)
+
+
+def _texts(texts) -> list[str] | str:
+    return texts.to_py() if isinstance(texts, JsProxy) else texts
+
+
+def tokenize(texts, context_length: int) -> np.ndarray:
+    return tokenizer.tokenize(_texts(texts), context_length=int(context_length)).astype(np.int32)  # (n, 77)
+
+
+def token_strings(text) -> list[str]:
+    if not isinstance(text, str):
+        raise TextInputError(f"expected text, got {type(text).__name__}")
+    return tokenizer.tokens(text)
+
+
+def crop_preview(data, dims, mean, std) -> np.ndarray:
+    """uint8 RGBA (size, size, 4) of the exact crop the model sees, for an ImageData."""
+    dims = tuple(int(d) for d in (dims.to_py() if isinstance(dims, JsProxy) else dims))
+    pixel_values = np.frombuffer(_to_bytes(data), dtype=np.float32).reshape(dims)  # (1, 3, size, size)
+    mean = tuple(float(v) for v in (mean.to_py() if isinstance(mean, JsProxy) else mean))
+    std = tuple(float(v) for v in (std.to_py() if isinstance(std, JsProxy) else std))
+    rgb = preprocess.tensor_to_rgb_uint8(pixel_values, mean=mean, std=std)  # (size, size, 3)
+    alpha = np.full(rgb.shape[:2] + (1,), 255, dtype=np.uint8)
+    return np.ascontiguousarray(np.concatenate([rgb, alpha], axis=-1))  # (size, size, 4)
+
+
+def describe_error(exc: BaseException) -> dict:
+    if isinstance(exc, ClipWebError):
+        return exc.to_dict()
+    return {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}

@@ -1,0 +1,371 @@
+"""CLIP image preprocessing, bit-identical to OpenAI CLIP's `preprocess(Image.open(f))` (ViT-B/32).
+
+OpenAI's transform (clip/clip.py `_transform`) is, in order, on the PIL image *as opened*:
+
+    Resize(224, BICUBIC)   shorter side to 224, in the image's own mode (before any RGB conversion)
+    CenterCrop(224)
+    convert("RGB")
+    ToTensor()             uint8 -> float32, / 255
+    Normalize(mean, std)   (x - mean) / std, in float32
+
+We make the same Pillow calls on the same mode, in the same order, so every Pillow quirk the reference
+has, we have too (palette and bilevel images resized NEAREST, RGBA/LA resized premultiplied then the
+alpha dropped without a background, 16/32-bit and float modes clipped to 0..255 by convert("RGB"),
+EXIF orientation ignored, CMYK converted without a colour profile, animated files: first frame).
+The one place we deliberately differ: Pillow 10.2 cannot bicubic-resize "I;16*" images (ValueError
+"image has wrong mode"), so where the reference would crash we first widen them losslessly to "I".
+
+Runs unchanged in CPython and in Pyodide (Pillow 10.2, numpy 2.0): plain Pillow + numpy, no threads.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from functools import lru_cache
+from typing import Iterable, Sequence, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from pyapp.constants import IMAGE_SIZE, MAX_IMAGE_PIXELS, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from pyapp.errors import ClipWebError, ImageDecodeError, ImageTooLargeError
+
+__all__ = [
+    "SUPPORTED_FORMATS",
+    "open_image",
+    "preprocess_image",
+    "preprocess_images",
+    "tensor_to_rgb_uint8",
+    "crop_preview_png",
+]
+
+ImageInput = Union[bytes, bytearray, memoryview, Image.Image]
+
+# Formats we let Pillow open. A whitelist, not Pillow's full registry: EPS would shell out to
+# Ghostscript, and formats a browser user can't produce only widen the attack surface. (Multi-picture
+# camera JPEGs come in through "JPEG": Pillow's JPEG opener returns an MPO image for them.)
+SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "ICO", "PPM")
+
+_SUPPORTED_FOR_PEOPLE = "JPEG, PNG, GIF, WebP, BMP or TIFF"
+
+
+# --------------------------------------------------------------------------------------------------
+# Opening and validating
+# --------------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _registered_formats() -> tuple[str, ...]:
+    # Image.open(formats=...) raises KeyError for a format no plugin registered, so ask Pillow which of
+    # ours it has (all of them in Pillow 10.2, in CPython and Pyodide alike; this is belt and braces).
+    Image.init()
+    return tuple(fmt for fmt in SUPPORTED_FORMATS if fmt in Image.OPEN)
+
+
+# File signatures, to tell "a damaged PNG" from "not an image" when Pillow can't open the file.
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
+
+
+def _sniff_format(head: bytes) -> str | None:
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _SIGNATURES if head.startswith(magic)), None)
+
+
+def _looks_like_svg(head: bytes) -> bool:
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return text.startswith(b"<svg") or (text.startswith((b"<?xml", b"<!doctype svg", b"<!--")) and b"<svg" in text)
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        # A multi-byte character cut at the end of `head` is still text.
+        try:
+            text = head[:-3].decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return all(ch.isprintable() or ch in "\t\r\n\f" for ch in text)
+
+
+def _too_large(width: int, height: int) -> ImageTooLargeError:
+    return ImageTooLargeError(
+        f"The image is {width}x{height} = {width * height:,} pixels; the limit is "
+        f"{MAX_IMAGE_PIXELS:,} pixels. Please scale it down and try again."
+    )
+
+
+def _check_pixel_count(im: Image.Image) -> None:
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError(f"The image has no pixels ({width}x{height}).")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise _too_large(width, height)
+
+
+def _as_bytes(data: object) -> bytes | bytearray | memoryview:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return data
+    raise ImageDecodeError(
+        f"Expected the image file's bytes (bytes, bytearray or memoryview), got {type(data).__name__}."
+    )
+
+
+def open_image(data: bytes | bytearray | memoryview) -> Image.Image:
+    """Open and fully decode an image file's bytes, or raise a typed error a page can show.
+
+    Pillow's `Image.open` is lazy: it reads only the header. We check the declared size against
+    MAX_IMAGE_PIXELS *before* decoding (a 100000x100000 PNG is a few hundred bytes and would otherwise
+    allocate 30 GB), then force the decode inside a try so a truncated file fails here, not later in
+    a resize. Animated files give their first frame, as `Image.open` does.
+    """
+    data = _as_bytes(data)
+    if len(data) == 0:
+        raise ImageDecodeError("The file is empty (0 bytes).")
+    head = bytes(data[:1024])
+    if _looks_like_svg(head):
+        raise ImageDecodeError("SVG images aren't supported. Please convert it to PNG and try again.")
+
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own ~89 Mpx guard; ours (MAX_IMAGE_PIXELS) is the one that counts.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=_registered_formats())
+    except Image.DecompressionBombError as exc:
+        # Pillow's own guard (2x its MAX_IMAGE_PIXELS) fires inside Image.open, before we see the
+        # size; its message carries the pixel count, which is all a person needs.
+        match = re.search(r"\((\d+) pixels\)", str(exc))
+        declared = f"{int(match.group(1)):,} pixels" if match else "more pixels than Pillow allows"
+        raise ImageTooLargeError(
+            f"The image is {declared}; the limit is {MAX_IMAGE_PIXELS:,} pixels. "
+            "Please scale it down and try again."
+        ) from exc
+    except Image.UnidentifiedImageError as exc:
+        if "support not installed" in str(exc):  # e.g. a Pillow built without libwebp
+            raise ImageDecodeError(f"This image format isn't available here ({exc}).") from exc
+        sniffed = _sniff_format(head)
+        if sniffed:
+            raise ImageDecodeError(
+                f"This looks like a {sniffed} file, but it is damaged or truncated and can't be opened."
+            ) from exc
+        if _looks_like_text(head):
+            raise ImageDecodeError(
+                f"This file is text, not an image. Please choose a {_SUPPORTED_FOR_PEOPLE} image."
+            ) from exc
+        raise ImageDecodeError(
+            f"This file isn't an image we can read. Please choose a {_SUPPORTED_FOR_PEOPLE} image."
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - Pillow raises OSError/SyntaxError/ValueError/... on bad headers
+        raise ImageDecodeError(f"The image's header is damaged ({type(exc).__name__}: {exc}).") from exc
+
+    _check_pixel_count(im)  # declared size, header only: nothing decoded yet
+
+    try:
+        im.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"The image is too large to decode ({exc}).") from exc
+    except Exception as exc:  # noqa: BLE001 - truncated data: OSError, SyntaxError, EOFError, zlib.error...
+        raise ImageDecodeError(
+            f"The {im.format or 'image'} file is damaged or truncated and can't be decoded "
+            f"({type(exc).__name__}: {exc})."
+        ) from exc
+
+    _check_pixel_count(im)  # some formats (ICO) pick the frame at load time
+    return im
+
+
+# --------------------------------------------------------------------------------------------------
+# The transform
+# --------------------------------------------------------------------------------------------------
+
+
+def _resized_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """(new_width, new_height) with the shorter side `size`.
+
+    torchvision `_compute_resized_output_size`: new_long = int(size * long / short), in exactly that
+    order: `int(size / short * long)` can round 336 down to 335. Ties (square) take the `w <= h` branch.
+    """
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(size * long / short)
+    return (size, new_long) if width <= height else (new_long, size)
+
+
+def _resize_shorter_side(im: Image.Image, size: int) -> Image.Image:
+    new_size = _resized_size(im.width, im.height, size)
+    if new_size == im.size:
+        # torchvision's resize returns the image untouched when it already has the output size
+        # (Pillow would make a copy; the pixels are the same either way).
+        return im
+    if im.mode.startswith("I;16"):
+        # Pillow 10.2 can't resample I;16/I;16B/I;16L ("image has wrong mode"), so the reference
+        # crashes here. We widen to 32-bit "I" (lossless) and resize that: the closest thing to what
+        # the reference would do if it could, and what convert("RGB") then clips to 0..255 anyway.
+        im = im.convert("I")
+    # Pillow itself swaps BICUBIC for NEAREST on "1"/"P", and resizes "LA"/"RGBA" premultiplied:
+    # calling the same method on the same mode reproduces both.
+    return im.resize(new_size, Image.Resampling.BICUBIC)
+
+
+def _center_crop(im: Image.Image, size: int) -> Image.Image:
+    """Crop the central size x size square.
+
+    torchvision `center_crop`: top = int(round((h - size) / 2.0)), same for left. Python's round()
+    is round-half-to-even, so an odd excess of 3 gives 1.5 -> 2 and 1 gives 0.5 -> 0.
+    torchvision pads with zeros when the image is smaller than the crop; after a shorter-side resize
+    to `size` both sides are >= size (new_long = int(size * long / short) >= size since long >= short),
+    so that branch can't be reached from here.
+    """
+    width, height = im.size
+    if width < size or height < size:  # pragma: no cover - unreachable, see above
+        raise AssertionError(f"center crop of {width}x{height} to {size}: resize should prevent this")
+    top = int(round((height - size) / 2.0))
+    left = int(round((width - size) / 2.0))
+    return im.crop((left, top, left + size, top + size))
+
+
+def _to_rgb_array(im: Image.Image) -> np.ndarray:
+    try:
+        rgb = im if im.mode == "RGB" else im.convert("RGB")
+    except ValueError as exc:  # a mode Pillow has no RGB conversion for
+        raise ImageDecodeError(f"Images with pixel mode {im.mode!r} aren't supported.") from exc
+    return np.asarray(rgb, dtype=np.uint8)  # (size, size, 3)
+
+
+@lru_cache(maxsize=8)
+def _normalise_lut(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(3, 256) float32: the normalised value of every uint8 level, per channel.
+
+    Bit-identical to torchvision by doing its float32 operations in its order: ToTensor is
+    `uint8.to(float32).div(255)`, Normalize is `sub_(mean).div_(std)` with mean/std cast to float32.
+    (Multiplying by 1/255, or computing in float64 then casting, differs in the last bit.)
+    A lookup table turns the per-pixel work into one gather.
+    """
+    levels = np.arange(256, dtype=np.float32)  # (256,)
+    mean32 = np.asarray(mean, dtype=np.float32)[:, None]  # (3, 1)
+    std32 = np.asarray(std, dtype=np.float32)[:, None]  # (3, 1)
+    lut = (levels[None, :] / np.float32(255) - mean32) / std32  # (3, 256)
+    lut.setflags(write=False)
+    return lut
+
+
+def _normalise(rgb: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    lut = _normalise_lut(mean, std)  # (3, 256)
+    out = np.empty((3,) + rgb.shape[:2], dtype=np.float32)  # (3, size, size), C-contiguous (CHW)
+    for c in range(3):
+        np.take(lut[c], rgb[:, :, c], out=out[c])  # (size, size) gather of uint8 levels
+    return out
+
+
+def _check_params(size: int, mean: Sequence[float], std: Sequence[float]) -> tuple[tuple, tuple]:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    mean_t = tuple(float(m) for m in mean)
+    std_t = tuple(float(s) for s in std)
+    if len(mean_t) != 3 or len(std_t) != 3:
+        raise ValueError("mean and std must have 3 values (R, G, B)")
+    if any(np.float32(s) == 0 for s in std_t):
+        raise ValueError("std must not be zero")
+    return mean_t, std_t
+
+
+def _preprocess_one(data: ImageInput, size: int, mean: tuple, std: tuple, exif_transpose: bool) -> np.ndarray:
+    if isinstance(data, Image.Image):
+        im = data
+        _check_pixel_count(im)
+    else:
+        im = open_image(data)
+    if exif_transpose:
+        # Opt-in: OpenAI's preprocess ignores EXIF orientation, so a phone photo tagged "rotate 90"
+        # reaches the model sideways. Turning this on makes it upright but no longer matches the reference.
+        try:
+            im = ImageOps.exif_transpose(im)
+        except Exception as exc:  # noqa: BLE001 - malformed EXIF
+            raise ImageDecodeError(f"The image's EXIF orientation can't be read ({exc}).") from exc
+    crop = _center_crop(_resize_shorter_side(im, int(size)), int(size))
+    return _normalise(_to_rgb_array(crop), mean, std)  # (3, size, size)
+
+
+def preprocess_image(
+    data: ImageInput,
+    *,
+    size: int = IMAGE_SIZE,
+    mean: Sequence[float] = OPENAI_DATASET_MEAN,
+    std: Sequence[float] = OPENAI_DATASET_STD,
+    exif_transpose: bool = False,
+) -> np.ndarray:
+    """One image (file bytes or a PIL image) -> float32 pixel values, shape (1, 3, size, size).
+
+    Identical to OpenAI CLIP's `preprocess(Image.open(f)).unsqueeze(0)`. Raises ImageDecodeError or
+    ImageTooLargeError (pyapp.errors) on bad input, with a message a page can show as is.
+    `exif_transpose=True` applies the EXIF orientation first (the reference does not).
+    """
+    mean_t, std_t = _check_params(size, mean, std)
+    return _preprocess_one(data, size, mean_t, std_t, exif_transpose)[None]  # (1, 3, size, size)
+
+
+def preprocess_images(
+    images: Iterable[ImageInput],
+    *,
+    size: int = IMAGE_SIZE,
+    mean: Sequence[float] = OPENAI_DATASET_MEAN,
+    std: Sequence[float] = OPENAI_DATASET_STD,
+    exif_transpose: bool = False,
+) -> np.ndarray:
+    """Several images -> float32 (n, 3, size, size). An error names which image (1-based) failed."""
+    mean_t, std_t = _check_params(size, mean, std)
+    images = list(images)
+    out = np.empty((len(images), 3, size, size), dtype=np.float32)  # (n, 3, size, size)
+    for i, data in enumerate(images):
+        try:
+            out[i] = _preprocess_one(data, size, mean_t, std_t, exif_transpose)
+        except ClipWebError as exc:
+            raise type(exc)(f"Image {i + 1} of {len(images)}: {exc}") from exc
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Preview: the exact crop the model sees
+# --------------------------------------------------------------------------------------------------
+
+
+def tensor_to_rgb_uint8(
+    pixel_values: np.ndarray,
+    *,
+    mean: Sequence[float] = OPENAI_DATASET_MEAN,
+    std: Sequence[float] = OPENAI_DATASET_STD,
+) -> np.ndarray:
+    """Undo the normalisation: (1, 3, s, s) or (3, s, s) float -> (s, s, 3) uint8 RGB.
+
+    Exact inverse on our own output (x * std + mean recovers level / 255 to well under half a level).
+    """
+    x = np.asarray(pixel_values, dtype=np.float32)
+    if x.ndim == 4:
+        if x.shape[0] != 1:
+            raise ValueError(f"expected one image, got a batch of {x.shape[0]}")
+        x = x[0]  # (3, s, s)
+    if x.ndim != 3 or x.shape[0] != 3:
+        raise ValueError(f"expected shape (1, 3, s, s) or (3, s, s), got {np.shape(pixel_values)}")
+    mean32 = np.asarray(mean, dtype=np.float32)[:, None, None]  # (3, 1, 1)
+    std32 = np.asarray(std, dtype=np.float32)[:, None, None]  # (3, 1, 1)
+    levels = np.rint((x * std32 + mean32) * np.float32(255))  # (3, s, s)
+    return np.ascontiguousarray(np.clip(levels, 0, 255).astype(np.uint8).transpose(1, 2, 0))  # (s, s, 3)
+
+
+def crop_preview_png(pixel_values: np.ndarray, **kwargs) -> bytes:
+    """PNG bytes of `tensor_to_rgb_uint8(pixel_values)`, for an <img> on the page."""
+    buf = io.BytesIO()
+    Image.fromarray(tensor_to_rgb_uint8(pixel_values, **kwargs), mode="RGB").save(buf, format="PNG")
+    return buf.getvalue()

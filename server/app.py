@@ -1,0 +1,121 @@
+"""The FastAPI app: static pages, the self-hosted runtime, models, and two small JSON endpoints.
+
+URL map:
+    /                       web/ (pages, JS modules, CSS)
+    /assets/pyodide-X/      Pyodide core, wheels, pyapp's wheel, clip-web-lock.json
+    /assets/ort-X/          onnxruntime-web
+    /assets/vocab/          OpenAI's BPE merges file
+    /models/                the local models folder (--models-dir), when given
+    /api/runtime            where the browser finds all of the above
+    /api/models             model manifests: presets + the local folder
+    /healthz                liveness, and whether the assets are in place
+"""
+
+from __future__ import annotations
+
+import mimetypes
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.staticfiles import StaticFiles
+
+from pyapp.constants import BPE_VOCAB_FILENAME
+
+from . import pins
+from .assets import LOCK_NAME, missing_assets, ort_dir, pyodide_dir, vocab_path
+from .middleware import RequestLogMiddleware, SecurityHeadersMiddleware
+from .models import list_models
+from .settings import Settings
+
+# Python 3.11's table lacks or misnames these; browsers refuse module scripts and streaming wasm
+# compilation with the wrong type.
+for _type, _ext in (
+    ("text/javascript", ".mjs"),
+    ("text/javascript", ".js"),
+    ("application/wasm", ".wasm"),
+    ("application/octet-stream", ".onnx"),
+    ("application/zip", ".whl"),
+    ("application/json", ".json"),
+):
+    mimetypes.add_type(_type, _ext)
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+REVALIDATE = "no-cache"  # may be cached, but is checked with its ETag each time
+
+
+class CachedStaticFiles(StaticFiles):
+    """StaticFiles (which keeps paths inside its folder and answers If-None-Match with 304)
+    with an explicit Cache-Control, and gzip files served as opaque bytes."""
+
+    def __init__(self, *args, cache_control=lambda path: REVALIDATE, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._cache_control = cache_control
+
+    def file_response(self, full_path, stat_result, scope, status_code=200):
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        path = str(full_path)
+        response.headers["Cache-Control"] = self._cache_control(path)
+        if path.endswith(".gz"):
+            # The BPE vocab is a gzip *file*; no Content-Encoding, so the browser keeps the bytes.
+            response.headers["Content-Type"] = "application/gzip"
+        return response
+
+
+def _pyodide_cache_control(path: str) -> str:
+    # Our lock and pyapp's wheel change with pyapp's code; everything else there is versioned.
+    name = path.rsplit("/", 1)[-1]
+    return REVALIDATE if name == LOCK_NAME or name.startswith("pyapp-") else IMMUTABLE
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(title="clip-web", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+
+    @app.get("/healthz")
+    def healthz():
+        missing = missing_assets(settings.assets_dir)
+        return {"status": "ok", "assets_ready": not missing, "missing_assets": missing}
+
+    @app.get("/api/runtime")
+    def runtime():
+        pyodide = f"/assets/pyodide-{pins.PYODIDE_VERSION}/"
+        return {
+            "pyodide_version": pins.PYODIDE_VERSION,
+            "ort_version": pins.ORT_WEB_VERSION,
+            "pyodide_index_url": pyodide,
+            "pyodide_lock_url": pyodide + LOCK_NAME,
+            "ort_base_url": f"/assets/ort-{pins.ORT_WEB_VERSION}/",
+            "vocab_url": f"/assets/vocab/{BPE_VOCAB_FILENAME}",
+        }
+
+    @app.get("/api/models")
+    def models():
+        try:
+            return list_models(settings)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=500)
+
+    app.mount(
+        f"/assets/pyodide-{pins.PYODIDE_VERSION}",
+        CachedStaticFiles(directory=pyodide_dir(settings.assets_dir), check_dir=False,
+                          cache_control=_pyodide_cache_control),
+    )
+    app.mount(
+        f"/assets/ort-{pins.ORT_WEB_VERSION}",
+        CachedStaticFiles(directory=ort_dir(settings.assets_dir), check_dir=False,
+                          cache_control=lambda path: IMMUTABLE),
+    )
+    app.mount(
+        "/assets/vocab",
+        CachedStaticFiles(directory=vocab_path(settings.assets_dir).parent, check_dir=False,
+                          cache_control=lambda path: IMMUTABLE),
+    )
+    if settings.models_dir is not None:
+        app.mount("/models", CachedStaticFiles(directory=settings.models_dir))
+    app.mount("/", CachedStaticFiles(directory=settings.web_dir, html=True))
+
+    app.add_middleware(SecurityHeadersMiddleware)
+    if settings.request_log is not None:
+        app.add_middleware(RequestLogMiddleware, path=settings.request_log)
+    return app

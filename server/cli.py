@@ -1,0 +1,105 @@
+"""The `clip-web` command: `assets` and `serve`."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import socket
+import sys
+from pathlib import Path
+
+from .settings import REPO_ROOT, Settings
+
+
+def _fail(message: str) -> int:
+    print(f"clip-web: error: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_assets(args) -> int:
+    from .assets import AssetError, ensure_assets
+
+    settings = Settings()
+    if args.assets_dir:
+        settings.assets_dir = Path(args.assets_dir).resolve()
+    try:
+        ensure_assets(settings.assets_dir, REPO_ROOT)
+    except AssetError as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def _port_free(host: str, port: int) -> str | None:
+    """None if we can bind host:port now, else a sentence saying why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (f"port {port} on {host} is already in use. Stop the other server, or pick "
+                        f"another port with --port (e.g. --port {port + 1}).")
+            return f"cannot listen on {host}:{port}: {exc.strerror}"
+    return None
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from .app import create_app
+    from .assets import missing_assets, write_lock
+    from .models import ManifestError, list_models
+
+    settings = Settings()
+    if args.models_dir:
+        models_dir = Path(args.models_dir).resolve()
+        if not models_dir.is_dir():
+            return _fail(f"--models-dir {args.models_dir}: no such folder")
+        settings.models_dir = models_dir
+    if args.request_log:
+        settings.request_log = Path(args.request_log).resolve()
+    missing = missing_assets(settings.assets_dir)
+    if missing:
+        return _fail(
+            f"{len(missing)} runtime assets are missing from {settings.assets_dir} "
+            f"(first: {missing[0]}). Run `clip-web assets` (or `make run`) first."
+        )
+    try:
+        write_lock(settings.assets_dir, REPO_ROOT)  # pyapp's wheel follows its sources
+        list_models(settings)
+    except ManifestError as exc:
+        return _fail(str(exc))
+    problem = _port_free(args.host, args.port)
+    if problem:
+        return _fail(problem)
+    print(f"clip-web: serving on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clip-web", description="CLIP in the browser: server and tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    assets = sub.add_parser("assets", help="fetch and verify Pyodide, onnxruntime-web, wheels and the BPE vocab")
+    assets.add_argument("--assets-dir", help="asset cache folder (default: .assets, or $CLIP_WEB_ASSETS)")
+    assets.set_defaults(func=cmd_assets)
+
+    serve = sub.add_parser("serve", help="serve the pages and the self-hosted runtime")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--models-dir", help="a local folder of models (subfolders with manifest.json)")
+    serve.add_argument("--request-log", help="append one JSON line per request to this file")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Two plain ASGI middlewares: response headers, and a request log."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from starlette.datastructures import MutableHeaders
+
+
+class SecurityHeadersMiddleware:
+    """Headers every response gets.
+
+    COOP + COEP make our pages cross-origin isolated, which onnxruntime-web needs for wasm
+    threads (SharedArrayBuffer). CORP cross-origin + CORS let other sites (the widget) load our
+    assets, including from their own isolated pages. Our assets are public and carry no
+    credentials, so `*` is the honest CORS answer.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Cross-Origin-Opener-Policy"] = "same-origin"
+                headers["Cross-Origin-Embedder-Policy"] = "require-corp"
+                headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+                headers["Access-Control-Allow-Origin"] = "*"
+                headers["Access-Control-Expose-Headers"] = "Content-Length, ETag"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class RequestLogMiddleware:
+    """Append one JSON line per request: method, path, status, and request body size.
+
+    Tests read it to prove that no image bytes ever reach the server.
+    """
+
+    def __init__(self, app, path: Path):
+        self.app = app
+        self.path = Path(path)
+        self.lock = threading.Lock()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        entry = {"method": scope["method"], "path": scope["path"], "query": scope["query_string"].decode(),
+                 "body_bytes": 0, "time": time.time()}
+
+        async def counting_receive():
+            message = await receive()
+            if message["type"] == "http.request":
+                entry["body_bytes"] += len(message.get("body", b""))
+            return message
+
+        async def recording_send(message):
+            if message["type"] == "http.response.start":
+                entry["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, recording_send)
+        finally:
+            with self.lock, open(self.path, "a") as f:
+                f.write(json.dumps(entry) + "\n")

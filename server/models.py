@@ -1,0 +1,80 @@
+"""Model manifests: one JSON shape describes a model, so a new model is data, not code.
+
+    {"id", "name", "variant",
+     "image": {"url", "input", "output", "input_dtype", ["sha256"], ["bytes"]},
+     "text":  {... same ...},
+     "context_length", "image_size", "mean", "std", "embed_dim", ["source"], ["report"]}
+
+URLs are absolute, or relative to the manifest. Presets live in server/presets/; a local models
+folder holds one subfolder per model, each with its own manifest.json (or a manifest.json at top).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urljoin
+
+from .settings import Settings
+
+REQUIRED_KEYS = ("id", "name", "variant", "image", "text", "context_length", "image_size", "mean", "std", "embed_dim")
+ENCODER_KEYS = ("url", "input", "output", "input_dtype")
+INPUT_DTYPES = {"image": ("float32", "float16"), "text": ("int32", "int64")}
+
+
+class ManifestError(ValueError):
+    pass
+
+
+def validate_manifest(manifest: dict, where: str) -> dict:
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise ManifestError(f"{where}: manifest lacks {', '.join(missing)}")
+    for part in ("image", "text"):
+        encoder = manifest[part]
+        lacking = [k for k in ENCODER_KEYS if k not in encoder]
+        if lacking:
+            raise ManifestError(f"{where}: manifest's {part} encoder lacks {', '.join(lacking)}")
+        if encoder["input_dtype"] not in INPUT_DTYPES[part]:
+            raise ManifestError(
+                f"{where}: {part} input_dtype {encoder['input_dtype']!r} is not one of {INPUT_DTYPES[part]}"
+            )
+    if len(manifest["mean"]) != 3 or len(manifest["std"]) != 3:
+        raise ManifestError(f"{where}: mean and std need 3 values each")
+    return manifest
+
+
+def load_manifest(path: Path, base_url: str) -> dict:
+    """Read and validate a manifest; resolve its file URLs against base_url (the URL of its folder)."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"{path}: not a readable JSON manifest ({exc})") from exc
+    validate_manifest(manifest, str(path))
+    for part in ("image", "text"):
+        manifest[part] = dict(manifest[part], url=urljoin(base_url, manifest[part]["url"]))
+    return manifest
+
+
+def local_manifest_paths(models_dir: Path) -> list[Path]:
+    top = models_dir / "manifest.json"
+    return ([top] if top.exists() else []) + sorted(models_dir.glob("*/manifest.json"))
+
+
+def list_models(settings: Settings) -> dict:
+    models = []
+    if settings.models_dir is not None:
+        for path in local_manifest_paths(settings.models_dir):
+            folder = path.parent.relative_to(settings.models_dir).as_posix()
+            base = "/models/" + ("" if folder == "." else folder + "/")
+            models.append(dict(load_manifest(path, base), origin="local"))
+    for path in sorted(settings.presets_dir.glob("*.json")):
+        models.append(dict(load_manifest(path, ""), origin="preset"))
+    ids = [m["id"] for m in models]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ManifestError(f"two manifests share the id {', '.join(duplicates)}")
+    # The original demos load rocca's fp32 files; a local folder, when given, is what the user wants.
+    local = [m for m in models if m["origin"] == "local"]
+    default = local[0]["id"] if local else "rocca-vit-b-32-fp32"
+    return {"default": default, "models": models}

@@ -1,0 +1,105 @@
+// The one module that owns onnxruntime-web: which bundle loads, where its wasm comes from
+// (our server, never a CDN), threads, backend fallback, and one run at a time per session
+// (onnxruntime-web rejects concurrent runs on one session).
+
+import { RpcError } from './rpc.js';
+
+let ort = null;
+let state = null;
+
+// The plain wasm bundle loads ~1.7x faster; WebGPU and WebGL need the bundle with all backends.
+const BUNDLES = { wasm: 'ort.wasm.min.mjs', webgpu: 'ort.all.min.mjs', webgl: 'ort.all.min.mjs' };
+
+export async function initOrt({ ortBaseUrl, backend = 'wasm', threads = 0 }) {
+  if (!BUNDLES[backend]) throw new RpcError(`unknown backend "${backend}" (use wasm, webgpu or webgl)`, 'bad_backend');
+  try {
+    ort = await import(ortBaseUrl + BUNDLES[backend]);
+  } catch (err) {
+    throw new RpcError(`cannot load onnxruntime-web from ${ortBaseUrl}: ${err.message}`, 'asset_missing');
+  }
+  ort.env.wasm.wasmPaths = ortBaseUrl;
+  ort.env.logLevel = 'error';
+  // Threads need SharedArrayBuffer, which needs a cross-origin isolated context.
+  const isolated = self.crossOriginIsolated === true;
+  const cores = navigator.hardwareConcurrency || 1;
+  ort.env.wasm.numThreads = isolated ? (threads > 0 ? Math.min(threads, cores) : cores) : 1;
+  state = {
+    requestedBackend: backend,
+    threads: ort.env.wasm.numThreads,
+    crossOriginIsolated: isolated,
+    ortVersion: ort.env.versions?.web ?? ort.env.versions?.common ?? 'unknown',
+    webgpuAvailable: typeof navigator.gpu !== 'undefined',
+  };
+  return state;
+}
+
+function describeCreateError(err, label) {
+  const text = String(err?.message ?? err);
+  if (/protobuf|parse|Invalid model|invalid model|ModelProto|load model/i.test(text)) {
+    return new RpcError(`${label} is not a valid ONNX model (onnxruntime: ${text.slice(0, 200)})`, 'invalid_model');
+  }
+  return new RpcError(`${label}: onnxruntime could not create a session: ${text.slice(0, 300)}`, 'session_failed');
+}
+
+export class SerialSession {
+  constructor(session, backend) {
+    this.session = session;
+    this.backend = backend;
+    this.tail = Promise.resolve();
+  }
+
+  get inputNames() {
+    return this.session.inputNames;
+  }
+
+  get outputNames() {
+    return this.session.outputNames;
+  }
+
+  run(feeds) {
+    const result = this.tail.then(() => this.session.run(feeds));
+    this.tail = result.catch(() => {});
+    return result;
+  }
+
+  async release() {
+    await this.tail;
+    await this.session.release();
+  }
+}
+
+// Try the requested backend; on failure fall back to wasm and say so (the page shows notices).
+export async function createSession(bytes, { backend, label }) {
+  if (!ort) throw new RpcError('onnxruntime-web is not initialised', 'not_ready');
+  const notices = [];
+  let chosen = backend;
+  if (backend === 'webgpu' && !state.webgpuAvailable) {
+    notices.push('WebGPU is not available in this browser; using wasm instead.');
+    chosen = 'wasm';
+  }
+  const options = (provider) => ({ executionProviders: [provider], graphOptimizationLevel: 'all' });
+  try {
+    const session = await ort.InferenceSession.create(bytes, options(chosen));
+    return { session: new SerialSession(session, chosen), backend: chosen, notices };
+  } catch (err) {
+    if (chosen === 'wasm') throw describeCreateError(err, label);
+    notices.push(`The ${chosen} backend cannot run this model (${String(err?.message ?? err).slice(0, 160)}); using wasm instead.`);
+    try {
+      const session = await ort.InferenceSession.create(bytes, options('wasm'));
+      return { session: new SerialSession(session, 'wasm'), backend: 'wasm', notices };
+    } catch (err2) {
+      throw describeCreateError(err2, label);
+    }
+  }
+}
+
+export function makeTensor(dtype, data, dims) {
+  if (dtype === 'int64') {
+    return new ort.Tensor('int64', BigInt64Array.from(data, (v) => BigInt(v)), dims);
+  }
+  return new ort.Tensor(dtype, data, dims);
+}
+
+export function ortState() {
+  return state;
+}
