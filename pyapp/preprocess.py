@@ -44,9 +44,11 @@ __all__ = [
 ImageInput = Union[bytes, bytearray, memoryview, Image.Image]
 
 # Formats we let Pillow open. A whitelist, not Pillow's full registry: EPS would shell out to
-# Ghostscript, and formats a browser user can't produce only widen the attack surface. (Multi-picture
-# camera JPEGs come in through "JPEG": Pillow's JPEG opener returns an MPO image for them.)
-SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "ICO", "PPM")
+# Ghostscript; ICO is left out because an icon's directory can declare 256x256 over an embedded PNG
+# of any size, which Pillow decodes at load time checked only against its own, larger, limit. Every
+# format here states its real size in the header, so our check before decoding holds.
+# (Multi-picture camera JPEGs come in through "JPEG": Pillow's JPEG opener returns an MPO image.)
+SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "PPM")
 
 _SUPPORTED_FOR_PEOPLE = "JPEG, PNG, GIF, WebP, BMP or TIFF"
 
@@ -58,8 +60,9 @@ _SUPPORTED_FOR_PEOPLE = "JPEG, PNG, GIF, WebP, BMP or TIFF"
 
 @lru_cache(maxsize=1)
 def _registered_formats() -> tuple[str, ...]:
-    # Image.open(formats=...) raises KeyError for a format no plugin registered, so ask Pillow which of
-    # ours it has (all of them in Pillow 10.2, in CPython and Pyodide alike; this is belt and braces).
+    # Image.open(formats=...) raises KeyError for a format no plugin registered, so ask Pillow which
+    # of ours it has. (Pillow 10.2 registers all of them even when a codec is missing: WebP without
+    # libwebp is then refused with "support not installed", handled in open_image.)
     Image.init()
     return tuple(fmt for fmt in SUPPORTED_FORMATS if fmt in Image.OPEN)
 
@@ -128,9 +131,9 @@ def open_image(data: bytes | bytearray | memoryview) -> Image.Image:
     """Open and fully decode an image file's bytes, or raise a typed error a page can show.
 
     Pillow's `Image.open` is lazy: it reads only the header. We check the declared size against
-    MAX_IMAGE_PIXELS *before* decoding (a 100000x100000 PNG is a few hundred bytes and would otherwise
-    allocate 30 GB), then force the decode inside a try so a truncated file fails here, not later in
-    a resize. Animated files give their first frame, as `Image.open` does.
+    MAX_IMAGE_PIXELS *before* decoding (an 8000x8000 PNG of one colour is ~200 KB and
+    decodes to 192 MB), then force the decode inside a try so a truncated file fails here, not later
+    in a resize. Animated files give their first frame, as `Image.open` does.
     """
     data = _as_bytes(data)
     if len(data) == 0:
@@ -183,7 +186,7 @@ def open_image(data: bytes | bytearray | memoryview) -> Image.Image:
             f"({type(exc).__name__}: {exc})."
         ) from exc
 
-    _check_pixel_count(im)  # some formats (ICO) pick the frame at load time
+    _check_pixel_count(im)  # belt and braces: no whitelisted format changes size on load
     return im
 
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 # Files whose mode is "I;16" after Image.open: OpenAI's reference crashes on them (Pillow 10.2 can't
 # bicubic-resize I;16) unless no resize is needed. pyapp widens them to "I" first; see the tests.
-I16_NAMES = ("i16_tiff_300x200.tif",)
+I16_NAMES = ("i16_tiff_300x200.tif", "i16b_tiff_big_endian_250x260.tif")
 
 # The file with an EXIF orientation tag, and the tag.
 EXIF_ROTATED_NAME = "exif_orientation6_320x240.jpg"
@@ -132,6 +132,8 @@ def generate_image_corpus() -> list[tuple[str, bytes]]:
     gray16 ^= rs.randint(0, 64, size=gray16.shape).astype(np.uint16)
     add("i16_png_300x200.png", Image.fromarray(gray16), "PNG")  # 16-bit PNG: Pillow 10.2 opens it as "I"
     add("i16_tiff_300x200.tif", Image.fromarray(gray16), "TIFF")  # opens as "I;16"
+    big_endian = (gray16[:260, :250] // 100).astype(">u2")  # values 0..655, straddling 255
+    add("i16b_tiff_big_endian_250x260.tif", Image.fromarray(np.ascontiguousarray(big_endian)), "TIFF")  # "I;16B"
     # Shorter side already 224: the reference skips the resize, so it copes with "I;16" here.
     low16 = (np.linspace(0, 300, 224)[None, :] + np.linspace(0, 200, 300)[:, None]).astype(np.uint16)  # (300, 224)
     add("i16_tiff_224x300.tif", Image.fromarray(low16), "TIFF")

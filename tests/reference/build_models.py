@@ -110,7 +110,8 @@ def make_model(kind: str):
     config._attn_implementation = "eager"
     torch.manual_seed(SEED)
     model = CLIPModel(config).eval()
-    assert model.config.text_config.eos_token_id == C.EOT_ID
+    if model.config.text_config.eos_token_id != C.EOT_ID:
+        raise RuntimeError("transformers dropped eos_token_id; the oracle would pool elsewhere")
     return model
 
 
@@ -187,10 +188,12 @@ def check_text_graph(path: Path) -> None:
 
     m = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
     types = {v.name: v.type.tensor_type.elem_type for v in [*m.graph.input, *m.graph.value_info]}
-    assert [types[i.name] for i in m.graph.input] == [onnx.TensorProto.INT32], "text input must be int32"
     argmax = [n for n in m.graph.node if n.op_type == "ArgMax"]
-    assert len(argmax) == 1, f"expected one ArgMax, found {len(argmax)}"
-    assert types.get(argmax[0].input[0]) == onnx.TensorProto.INT32, "ArgMax input must be int32"
+    # Raise, not assert: these must hold under `python -O` too.
+    if [types[i.name] for i in m.graph.input] != [onnx.TensorProto.INT32]:
+        raise RuntimeError(f"{path}: text input must be int32")
+    if len(argmax) != 1 or types.get(argmax[0].input[0]) != onnx.TensorProto.INT32:
+        raise RuntimeError(f"{path}: expected exactly one ArgMax, on int32 ids")
 
 
 def write_manifest(kind: str, folder: Path) -> dict:

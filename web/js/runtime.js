@@ -35,7 +35,9 @@ export class Runtime extends EventTarget {
   }
 
   // Start both workers; load `model` (a manifest) at the same time when given.
-  static async start({ base = BASE_URL, backend = 'wasm', threads = 0, model = null, onProgress = null } = {}) {
+  // `sequential: true` starts onnxruntime only after Python is ready: the naive order, kept so
+  // the startup benchmark can measure what the overlap gains.
+  static async start({ base = BASE_URL, backend = 'wasm', threads = 0, model = null, onProgress = null, sequential = false } = {}) {
     const t0 = performance.now();
     const runtimeConfig = await fetchJson('api/runtime', base);
     const runtime = new Runtime({ base, runtimeConfig, backend, threads });
@@ -45,8 +47,8 @@ export class Runtime extends EventTarget {
       runtime.timings.pyodide_ready_ms = performance.now() - t0;
       return info;
     });
-    const ortReady = runtime.ort
-      .call('init', { runtime: runtimeConfig, base, backend, threads })
+    const ortReady = (sequential ? pyReady : Promise.resolve())
+      .then(() => runtime.ort.call('init', { runtime: runtimeConfig, base, backend, threads }))
       .then(async (info) => {
         runtime.onnx = info;
         if (model) await runtime.loadModel(model);

@@ -29,6 +29,7 @@ async function main() {
     backend: params.get('backend') || 'wasm',
     threads: Number(params.get('threads') || 0),
     model,
+    sequential: params.get('sequential') === '1',
     onProgress: (p) => renderProgress(document.querySelector('#progress'), p.all),
   });
   window.runtime = runtime;

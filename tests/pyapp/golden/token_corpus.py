@@ -73,7 +73,8 @@ CONTROL_CHARS = [
     "noncharacter \ufdd0 \uffff",
     "plane 16 \U0010fffd",
     "lone surrogate \ud800 here",
-    "pair as surrogates \ud83d\ude00",
+    # Not adjacent: json.loads would join an adjacent "\ud83d\ude00" pair into one character.
+    "split pair \ud83d x \ude00",
 ]
 
 HTML = [

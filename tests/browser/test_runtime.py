@@ -1,0 +1,135 @@
+"""The self-hosted runtime in real Chromium: start page, isolation, Python in the worker,
+onnxruntime-web on the tiny reference model, and no request leaving 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime
+import pytest
+
+
+@pytest.fixture(scope="module")
+def ready(page_session):
+    page_session.open("/?model=tiny-reference")
+    return page_session
+
+
+def test_start_page_reaches_ready(ready):
+    text = ready.page.inner_text("#status")
+    assert "0.27.7" in text and "1.30.0" in text
+    assert "Cross-origin isolated\tyes" in text
+    ready.screenshot("start-page.png")
+
+
+def test_cross_origin_isolated_with_threads(ready):
+    assert ready.page.evaluate("self.crossOriginIsolated") is True
+    info = ready.page.evaluate("runtime.info()")
+    assert info["onnx"]["crossOriginIsolated"] is True
+    assert info["onnx"]["threads"] >= 1
+    assert info["python"]["versions"]["pyodide"] == "0.27.7"
+    assert info["python"]["versions"]["numpy"] == "2.0.2"
+    assert info["python"]["versions"]["pillow"] == "10.2.0"
+    timings = info["timings"]
+    assert 0 < timings["pyodide_ready_ms"] <= timings["ready_ms"]
+
+
+def test_python_in_worker_imports_numpy_and_pil(ready):
+    out = ready.page.evaluate(
+        """runtime.runPython(`
+import json, numpy as np, PIL.Image, pyapp.preprocess, pyapp.tokenizer
+a = np.arange(6, dtype=np.float32).reshape(2, 3)
+json.dumps({"sum": float(a.sum()), "pil": PIL.__version__, "platform": __import__("sys").platform})
+`)"""
+    )
+    assert json.loads(out) == {"sum": 15.0, "pil": "10.2.0", "platform": "emscripten"}
+
+
+def _cpu_session(path):
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_image_encoder_equals_native_onnxruntime(ready, tiny_model_dir):
+    rng = np.random.default_rng(7)
+    pixel_values = rng.standard_normal((2, 3, 224, 224)).astype(np.float32)  # (2, 3, 224, 224)
+    browser = ready.page.evaluate(
+        """async (values) => {
+            const out = await runtime.run('tiny-reference', 'image', {data: new Float32Array(values), dims: [2, 3, 224, 224]});
+            return {data: Array.from(out.data), dims: out.dims};
+        }""",
+        pixel_values.ravel().tolist(),
+    )
+    assert browser["dims"] == [2, 512]
+    image_embeds = np.asarray(browser["data"], dtype=np.float32).reshape(2, 512)  # (2, 512)
+    native = _cpu_session(tiny_model_dir / "image.onnx").run(None, {"input": pixel_values})[0]
+    assert np.abs(image_embeds - native).max() <= 1e-4
+
+
+def test_text_encoder_equals_native_onnxruntime(ready, tiny_model_dir):
+    input_ids = np.zeros((2, 77), dtype=np.int32)  # (2, 77)
+    input_ids[0, :5] = [49406, 320, 1125, 539, 49407]
+    input_ids[1, :8] = [49406, 320, 2368, 530, 518, 4494, 269, 49407]
+    browser = ready.page.evaluate(
+        """async (ids) => {
+            const out = await runtime.run('tiny-reference', 'text', {data: new Int32Array(ids), dims: [2, 77]});
+            return Array.from(out.data);
+        }""",
+        input_ids.ravel().tolist(),
+    )
+    text_embeds = np.asarray(browser, dtype=np.float32).reshape(2, 512)  # (2, 512)
+    native = _cpu_session(tiny_model_dir / "text.onnx").run(None, {"input": input_ids})[0]
+    assert np.abs(text_embeds - native).max() <= 1e-4
+
+
+def test_concurrent_runs_all_complete_in_order(ready):
+    results = ready.page.evaluate(
+        """async () => {
+            const runs = [];
+            for (let i = 0; i < 6; i++) {
+                const ids = new Int32Array(77); ids[0] = 49406; ids[1] = 320 + i; ids[2] = 49407;
+                runs.push(runtime.run('tiny-reference', 'text', {data: ids, dims: [1, 77]}).then(o => o.data[0]));
+            }
+            return Promise.all(runs);
+        }"""
+    )
+    assert len(results) == 6 and len(set(results)) == 6
+
+
+@pytest.mark.parametrize(
+    "spec_patch, code, words",
+    [
+        ({"url": "/models/tiny/missing.onnx"}, "download_failed", "HTTP 404"),
+        ({"url": "/js/runtime.js", "bytes": None, "sha256": None}, "invalid_model", "not a valid ONNX model"),
+        ({"url": "http://127.0.0.1:9/image.onnx"}, "download_failed", "unreachable"),
+        ({"input": "pixel_values"}, "model_mismatch", 'manifest says input "pixel_values"'),
+        ({"sha256": "0" * 64}, "hash_mismatch", "does not match its manifest"),
+    ],
+)
+def test_bad_model_gives_clear_error_and_runtime_keeps_working(ready, spec_patch, code, words):
+    error = ready.page.evaluate(
+        """async (patch) => {
+            const { models } = await (await fetch('/api/models')).json();
+            const tiny = models.find(m => m.id === 'tiny-reference');
+            const spec = {...tiny.image, ...patch};
+            try {
+                await runtime.ort.call('loadModel', {key: 'broken:image', spec, backend: 'wasm'});
+                return null;
+            } catch (err) { return {code: err.code, message: err.message}; }
+        }""",
+        spec_patch,
+    )
+    assert error is not None and error["code"] == code, error
+    assert words in error["message"]
+    still = ready.page.evaluate(
+        "runtime.run('tiny-reference', 'text', {data: new Int32Array(77).fill(0).map((v, i) => i === 0 ? 49406 : i === 1 ? 49407 : 0), dims: [1, 77]}).then(o => o.dims)"
+    )
+    assert still == [1, 512]
+
+
+def test_no_request_leaves_127_0_0_1(ready):
+    # Every request of this module so far: page, workers, Pyodide, wheels, ORT, models.
+    assert ready.requests, "no requests recorded"
+    assert ready.foreign_requests() == []
+    assert any("pyodide.asm.wasm" in url for url in ready.requests)
+    assert any("ort-wasm-simd-threaded" in url for url in ready.requests)
