@@ -174,8 +174,12 @@ def open_image(data: bytes | bytearray | memoryview) -> Image.Image:
     except Exception as exc:  # noqa: BLE001 - Pillow raises OSError/SyntaxError/ValueError/... on bad headers
         raise ImageDecodeError(f"The image's header is damaged ({type(exc).__name__}: {exc}).") from exc
 
-    _check_pixel_count(im)  # declared size, header only: nothing decoded yet
+    return _checked_and_loaded(im)
 
+
+def _checked_and_loaded(im: Image.Image) -> Image.Image:
+    """Refuse by declared size, then decode now, turning Pillow's late errors into ours."""
+    _check_pixel_count(im)  # declared size: for a lazily opened file, nothing is decoded yet
     try:
         im.load()
     except Image.DecompressionBombError as exc:
@@ -185,7 +189,6 @@ def open_image(data: bytes | bytearray | memoryview) -> Image.Image:
             f"The {im.format or 'image'} file is damaged or truncated and can't be decoded "
             f"({type(exc).__name__}: {exc})."
         ) from exc
-
     _check_pixel_count(im)  # belt and braces: no whitelisted format changes size on load
     return im
 
@@ -272,7 +275,7 @@ def _normalise(rgb: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...])
     return out
 
 
-def _check_params(size: int, mean: Sequence[float], std: Sequence[float]) -> tuple[tuple, tuple]:
+def _check_params(size: int, mean: Sequence[float], std: Sequence[float]) -> tuple[int, tuple, tuple]:
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"size must be a positive int, got {size!r}")
     mean_t = tuple(float(m) for m in mean)
@@ -280,16 +283,13 @@ def _check_params(size: int, mean: Sequence[float], std: Sequence[float]) -> tup
     if len(mean_t) != 3 or len(std_t) != 3:
         raise ValueError("mean and std must have 3 values (R, G, B)")
     if any(np.float32(s) == 0 for s in std_t):
-        raise ValueError("std must not be zero")
-    return mean_t, std_t
+        raise ValueError("std must not be zero")  # torchvision's Normalize refuses it too
+    return int(size), mean_t, std_t
 
 
 def _preprocess_one(data: ImageInput, size: int, mean: tuple, std: tuple, exif_transpose: bool) -> np.ndarray:
-    if isinstance(data, Image.Image):
-        im = data
-        _check_pixel_count(im)
-    else:
-        im = open_image(data)
+    # A PIL image may come straight from Image.open, lazy: it gets the same checks as bytes.
+    im = _checked_and_loaded(data) if isinstance(data, Image.Image) else open_image(data)
     if exif_transpose:
         # Opt-in: OpenAI's preprocess ignores EXIF orientation, so a phone photo tagged "rotate 90"
         # reaches the model sideways. Turning this on makes it upright but no longer matches the reference.
@@ -297,7 +297,7 @@ def _preprocess_one(data: ImageInput, size: int, mean: tuple, std: tuple, exif_t
             im = ImageOps.exif_transpose(im)
         except Exception as exc:  # noqa: BLE001 - malformed EXIF
             raise ImageDecodeError(f"The image's EXIF orientation can't be read ({exc}).") from exc
-    crop = _center_crop(_resize_shorter_side(im, int(size)), int(size))
+    crop = _center_crop(_resize_shorter_side(im, size), size)
     return _normalise(_to_rgb_array(crop), mean, std)  # (3, size, size)
 
 
@@ -315,7 +315,7 @@ def preprocess_image(
     ImageTooLargeError (pyapp.errors) on bad input, with a message a page can show as is.
     `exif_transpose=True` applies the EXIF orientation first (the reference does not).
     """
-    mean_t, std_t = _check_params(size, mean, std)
+    size, mean_t, std_t = _check_params(size, mean, std)
     return _preprocess_one(data, size, mean_t, std_t, exif_transpose)[None]  # (1, 3, size, size)
 
 
@@ -328,7 +328,7 @@ def preprocess_images(
     exif_transpose: bool = False,
 ) -> np.ndarray:
     """Several images -> float32 (n, 3, size, size). An error names which image (1-based) failed."""
-    mean_t, std_t = _check_params(size, mean, std)
+    size, mean_t, std_t = _check_params(size, mean, std)
     images = list(images)
     out = np.empty((len(images), 3, size, size), dtype=np.float32)  # (n, 3, size, size)
     for i, data in enumerate(images):

@@ -17,7 +17,7 @@ from PIL import Image
 
 # Files whose mode is "I;16" after Image.open: OpenAI's reference crashes on them (Pillow 10.2 can't
 # bicubic-resize I;16) unless no resize is needed. pyapp widens them to "I" first; see the tests.
-I16_NAMES = ("i16_tiff_300x200.tif", "i16b_tiff_big_endian_250x260.tif")
+I16_NAMES = ("i16_tiff_300x200.tif", "i16b_tiff_big_endian_250x200.tif")
 
 # The file with an EXIF orientation tag, and the tag.
 EXIF_ROTATED_NAME = "exif_orientation6_320x240.jpg"
@@ -124,7 +124,8 @@ def generate_image_corpus() -> list[tuple[str, bytes]]:
     p_trns = _palette_image(250, 180, 8)
     add("p_transparency_250x180.png", p_trns, "PNG", transparency=0)
     add("l_gray_320x240.png", Image.fromarray(_photo(320, 240, 9)[..., 0]), "PNG")
-    la = np.dstack([_photo(260, 300, 10)[..., 2], np.linspace(0, 255, 300, dtype=np.float32).astype(np.uint8)[:, None].repeat(260, 1)])
+    alpha_ramp = np.linspace(0, 255, 300, dtype=np.float32).astype(np.uint8)[:, None].repeat(260, 1)  # (300, 260)
+    la = np.dstack([_photo(260, 300, 10)[..., 2], alpha_ramp])  # (300, 260, 2)
     add("la_gray_alpha_260x300.png", Image.fromarray(la, mode="LA"), "PNG")
     add("bilevel_1_300x210.png", Image.fromarray(_photo(300, 210, 11)[..., 0] > 128), "PNG")
     rs = np.random.RandomState(12)
@@ -132,8 +133,8 @@ def generate_image_corpus() -> list[tuple[str, bytes]]:
     gray16 ^= rs.randint(0, 64, size=gray16.shape).astype(np.uint16)
     add("i16_png_300x200.png", Image.fromarray(gray16), "PNG")  # 16-bit PNG: Pillow 10.2 opens it as "I"
     add("i16_tiff_300x200.tif", Image.fromarray(gray16), "TIFF")  # opens as "I;16"
-    big_endian = (gray16[:260, :250] // 100).astype(">u2")  # values 0..655, straddling 255
-    add("i16b_tiff_big_endian_250x260.tif", Image.fromarray(np.ascontiguousarray(big_endian)), "TIFF")  # "I;16B"
+    big_endian = (gray16[:, :250] // 100).astype(">u2")  # values 0..655, straddling 255
+    add("i16b_tiff_big_endian_250x200.tif", Image.fromarray(np.ascontiguousarray(big_endian)), "TIFF")  # "I;16B"
     # Shorter side already 224: the reference skips the resize, so it copes with "I;16" here.
     low16 = (np.linspace(0, 300, 224)[None, :] + np.linspace(0, 200, 300)[:, None]).astype(np.uint16)  # (300, 224)
     add("i16_tiff_224x300.tif", Image.fromarray(low16), "TIFF")
@@ -147,8 +148,9 @@ def generate_image_corpus() -> list[tuple[str, bytes]]:
     # --- formats
     frames = _animation_frames(200, 150)
     gif_frames = [f.quantize(colors=32) for f in frames]
-    add("animated_3frames_200x150.gif", gif_frames[0], "GIF", save_all=True, append_images=gif_frames[1:], duration=100, loop=0)
-    add("animated_3frames_200x150.webp", frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100, lossless=True)
+    animation = {"save_all": True, "duration": 100}
+    add("animated_3frames_200x150.gif", gif_frames[0], "GIF", append_images=gif_frames[1:], loop=0, **animation)
+    add("animated_3frames_200x150.webp", frames[0], "WEBP", append_images=frames[1:], lossless=True, **animation)
     add("webp_lossless_260x190.webp", Image.fromarray(_photo(260, 190, 14)), "WEBP", lossless=True)
     add("webp_lossy_rgba_260x190.webp", _rgba_varying_alpha(260, 190, 15), "WEBP", quality=80)
     add("bmp_rgb_257x199.bmp", Image.fromarray(_photo(257, 199, 16)), "BMP")

@@ -334,6 +334,16 @@ def test_decompression_bomb_refused_before_decoding(img_no_decoding, data, decla
     assert declared in message and f"{MAX_IMAGE_PIXELS:,}" in message, message
 
 
+def test_lazily_opened_pil_input_gets_the_same_checks(img_no_decoding):
+    with pytest.raises(ImageTooLargeError, match="8000x8000"):
+        preprocess_image(Image.open(io.BytesIO(_png_header_only(8000, 8000))))
+
+
+def test_lazily_opened_truncated_pil_input_raises_image_decode_error():
+    with pytest.raises(ImageDecodeError, match="truncated"):
+        preprocess_image(Image.open(io.BytesIO(_bad_bytes("jpeg_truncated"))))
+
+
 def test_no_decoding_fixture_does_catch_a_decode(img_no_decoding):
     with pytest.raises(PixelsDecoded):
         preprocess_image(_png_header_only(64, 64))
@@ -384,7 +394,8 @@ def test_crop_preview_png_decodes_to_the_crop():
 
 
 def test_constants_are_openai_clip():
-    assert (OPENAI_DATASET_MEAN, OPENAI_DATASET_STD) == (reference_transform.OPENAI_MEAN, reference_transform.OPENAI_STD)
+    assert OPENAI_DATASET_MEAN == reference_transform.OPENAI_MEAN
+    assert OPENAI_DATASET_STD == reference_transform.OPENAI_STD
 
 
 # --------------------------------------------------------------------------------------------------
@@ -406,6 +417,13 @@ needs_torchvision = pytest.mark.skipif(
 @pytest.mark.parametrize("name", [n for n in corpus() if n not in image_corpus.I16_NAMES])
 def test_oracle_matches_torchvision(name):
     assert_same(reference_preprocess(opened(name)), _torchvision()(opened(name)).numpy())
+
+
+@needs_torchvision
+@pytest.mark.parametrize("name", image_corpus.I16_NAMES)
+def test_torchvision_too_crashes_on_i16(name):
+    with pytest.raises(ValueError, match="wrong mode"):
+        _torchvision()(opened(name))
 
 
 @needs_torchvision

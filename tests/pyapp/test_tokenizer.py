@@ -21,7 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pyapp.tokenizer as T
-from pyapp.constants import BPE_VOCAB_FILENAME, CONTEXT_LENGTH, EOT_ID, SOT_ID, VOCAB_SIZE
+from pyapp.constants import (
+    BPE_VOCAB_FILENAME,
+    CONTEXT_LENGTH,
+    EOT_ID,
+    SOT_ID,
+    VOCAB_SIZE,
+)
 from pyapp.errors import TextInputError, VocabError
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
@@ -72,9 +78,13 @@ def _explain(tok: T.Tokenizer, text: str, got: list[int], want: list[int]) -> st
 
 
 def _first_mismatch(a: list, b: list) -> str:
+    def short(x) -> str:
+        r = ascii(x)
+        return r if len(r) < 120 else r[:117] + "..."
+
     for i, (x, y) in enumerate(zip(a, b)):
         if x != y:
-            return f"item {i}: ours {x!r} vs oracle {y!r} (context ours {a[max(0, i - 2):i + 3]!r})"
+            return f"pre-token {i}: ours {short(x)} vs oracle {short(y)}; ours before it: {short(a[max(0, i - 2):i])}"
     return f"lengths differ: ours {len(a)} vs oracle {len(b)}"
 
 
@@ -116,15 +126,38 @@ def test_golden_file_is_current(oracle):
 # --- the frozen Unicode tables ----------------------------------------------------------------
 
 
-def test_pretoken_classes_match_oracle_on_every_code_point(oracle):
-    chars = [chr(cp) for cp in range(0x110000)]
-    # Each code point alone (space separated): its class, or skipped (whitespace, U+0345).
-    alone = " ".join(chars)
-    ours, theirs = T._PRETOKEN_RE.findall(alone), oracle.pat.findall(alone)
-    assert ours == theirs, _first_mismatch(ours, theirs)
-    # Runs: in code point order and shuffled, so class boundaries meet every neighbour kind.
-    random.Random(77).shuffle(chars)
-    for text in ("".join(sorted(chars)), "".join(chars)):
+ALL_CHARS = "".join(map(chr, range(0x110000)))
+
+
+def _expand(ranges) -> str:
+    return "".join(chr(cp) for a, b in ranges for cp in range(a, b + 1))
+
+
+@pytest.mark.parametrize(
+    "table, oracle_class, flags",
+    [
+        ("LETTER_RANGES", r"[\p{L}]", "I"),
+        ("NUMBER_RANGES", r"[\p{N}]", "I"),
+        ("OTHER_RANGES", r"[^\s\p{L}\p{N}]", "I"),
+        ("SPACE_RANGES", r"\s", ""),  # whitespace_clean's \s has no flags
+    ],
+)
+def test_unicode_tables_match_regex_on_every_code_point(oracle, table, oracle_class, flags):
+    # Complete and exact: the code points `regex` puts in the class, in order, vs the table's.
+    import regex
+
+    want = "".join(regex.findall(oracle_class, ALL_CHARS, flags=regex.IGNORECASE if flags else 0))
+    got = _expand(getattr(T.ut, table))
+    assert got == want, f"pyapp/unicode_tables.py is stale ({table}): rerun golden/make_unicode_tables.py"
+
+
+def test_pretoken_pattern_matches_oracle_on_every_code_point(oracle):
+    # The compiled pattern (BMP bitmap + guarded astral classes) against the oracle's.
+    bmp_alone = " ".join(ALL_CHARS[:0x10000])  # each BMP char alone: its class, or skipped
+    in_order = ALL_CHARS  # runs in code point order: every class boundary, astral included
+    rng = random.Random(77)
+    shuffled = "".join(rng.sample(ALL_CHARS, 200_000))  # random neighbours
+    for text in (bmp_alone, in_order, shuffled):
         ours, theirs = T._PRETOKEN_RE.findall(text), oracle.pat.findall(text)
         assert ours == theirs, _first_mismatch(ours, theirs)
 
@@ -132,7 +165,7 @@ def test_pretoken_classes_match_oracle_on_every_code_point(oracle):
 def test_whitespace_table_matches_oracle(oracle):
     import regex
 
-    text = "".join(f"a{chr(cp)}{chr(cp)}b" for cp in range(0x110000))
+    text = "".join(f"a{c}{c}b" for c in ALL_CHARS)
     assert T._SPACE_RUN_RE.sub(" ", text) == regex.sub(r"\s+", " ", text)
 
 
@@ -272,7 +305,8 @@ def test_lone_surrogates_never_crash(tok):
 
 
 def test_tokens_are_readable(tok):
-    assert tok.tokens("A photo of a cat's toy!") == ["a</w>", "photo</w>", "of</w>", "a</w>", "cat</w>", "'s</w>", "toy</w>", "!</w>"]
+    want = ["a</w>", "photo</w>", "of</w>", "a</w>", "cat</w>", "'s</w>", "toy</w>", "!</w>"]
+    assert tok.tokens("A photo of a cat's toy!") == want
     assert tok.tokens("a cat", word_end="·") == ["a·", "cat·"]
     assert tok.tokens("<|endoftext|>") == ["<|endoftext|>"]
     assert "".join(tok.tokens("café")).replace("</w>", "") == "café"

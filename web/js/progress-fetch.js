@@ -10,6 +10,12 @@ export function trackFetchProgress(report) {
     const response = await originalFetch(input, init);
     const total = Number(response.headers.get('Content-Length')) || 0;
     if (!response.ok || !response.body || total < MIN_TRACKED_BYTES) return response;
+    // A wrapped Response has no URL, so Chromium could neither stream-compile nor code-cache the
+    // wasm in it: a warm start would recompile ~25 MB of wasm. Pass wasm through; report its size.
+    if ((response.headers.get('Content-Type') || '').startsWith('application/wasm')) {
+      report({ file: response.url.split('/').pop(), url: response.url, loaded: total, total, done: true });
+      return response;
+    }
     return new Response(countBytes(response, total, report), {
       status: response.status,
       statusText: response.statusText,
