@@ -8,7 +8,8 @@ Errors stay Python exceptions: the worker turns a `ClipWebError` into a message 
 from __future__ import annotations
 
 import numpy as np
-from pyodide.ffi import JsProxy  # noqa: F401  (importing it is the point: Pyodide only)
+from js import Object
+from pyodide.ffi import JsProxy, to_js
 
 from . import preprocess, tokenizer
 from .errors import ClipWebError, TextInputError
@@ -25,10 +26,27 @@ def load_vocab(gz_bytes) -> None:
     tokenizer.set_default_tokenizer(tokenizer.Tokenizer.from_bytes(_to_bytes(gz_bytes)))
 
 
-def preprocess_image(data, size: int, mean, std) -> np.ndarray:
-    mean = tuple(float(v) for v in (mean.to_py() if isinstance(mean, JsProxy) else mean))
-    std = tuple(float(v) for v in (std.to_py() if isinstance(std, JsProxy) else std))
-    return preprocess.preprocess_image(_to_bytes(data), size=int(size), mean=mean, std=std)  # (1, 3, size, size)
+def _floats(values) -> tuple[float, ...]:
+    return tuple(float(v) for v in (values.to_py() if isinstance(values, JsProxy) else values))
+
+
+def preprocess_image(data, size: int, mean, std, exif_transpose: bool = False) -> np.ndarray:
+    return preprocess.preprocess_image(
+        _to_bytes(data), size=int(size), mean=_floats(mean), std=_floats(std), exif_transpose=bool(exif_transpose)
+    )  # (1, 3, size, size)
+
+
+def browser_jpeg_plan(data):
+    """None, or a JS object {width, height, orientation}: decode this JPEG with the browser."""
+    plan = preprocess.browser_jpeg_plan(_to_bytes(data))
+    return None if plan is None else to_js(plan, dict_converter=Object.fromEntries)
+
+
+def preprocess_decoded_rgba(rgba, width, height, orientation, size, mean, std, exif_transpose=False) -> np.ndarray:
+    return preprocess.preprocess_decoded_rgba(
+        _to_bytes(rgba), int(width), int(height), int(orientation),
+        size=int(size), mean=_floats(mean), std=_floats(std), exif_transpose=bool(exif_transpose),
+    )  # (1, 3, size, size)
 
 
 def _texts(texts) -> list[str] | str:
@@ -49,9 +67,7 @@ def crop_preview(data, dims, mean, std) -> np.ndarray:
     """uint8 RGBA (size, size, 4) of the exact crop the model sees, for an ImageData."""
     dims = tuple(int(d) for d in (dims.to_py() if isinstance(dims, JsProxy) else dims))
     pixel_values = np.frombuffer(_to_bytes(data), dtype=np.float32).reshape(dims)  # (1, 3, size, size)
-    mean = tuple(float(v) for v in (mean.to_py() if isinstance(mean, JsProxy) else mean))
-    std = tuple(float(v) for v in (std.to_py() if isinstance(std, JsProxy) else std))
-    rgb = preprocess.tensor_to_rgb_uint8(pixel_values, mean=mean, std=std)  # (size, size, 3)
+    rgb = preprocess.tensor_to_rgb_uint8(pixel_values, mean=_floats(mean), std=_floats(std))  # (size, size, 3)
     alpha = np.full(rgb.shape[:2] + (1,), 255, dtype=np.uint8)
     return np.ascontiguousarray(np.concatenate([rgb, alpha], axis=-1))  # (size, size, 4)
 

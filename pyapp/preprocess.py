@@ -340,6 +340,83 @@ def preprocess_images(
 
 
 # --------------------------------------------------------------------------------------------------
+# JPEGs decoded by the browser
+# --------------------------------------------------------------------------------------------------
+#
+# PyPI's Pillow decodes JPEG with libjpeg-turbo; Pyodide's Pillow is built against another libjpeg
+# whose chroma upsampling differs (measured: mean 0.5 levels, max 75 levels on colour photos).
+# Chromium decodes with libjpeg-turbo too, bit-identical to PyPI's Pillow on YCbCr JPEGs. So in
+# the browser a colour JPEG is decoded by the browser and everything after decoding is ours, and
+# the pixels match what a PyTorch user's Pillow sees. Greyscale and CMYK JPEGs stay with Pillow
+# (greyscale already matches; CMYK conversion is Pillow's own and the browser's differs).
+
+# Chromium applies the EXIF orientation when it decodes (imageOrientation "none" is now an alias of
+# "from-image"); Image.open does not. These transposes take displayed pixels back to stored order.
+_UNDO_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+EXIF_ORIENTATION_TAG = 0x0112
+
+
+def browser_jpeg_plan(data: bytes | bytearray | memoryview) -> dict | None:
+    """If the browser should decode these bytes (a YCbCr JPEG), the header facts needed to use its
+    pixels: {"width", "height", "orientation"}; else None. Reads the header only (no decode), and
+    refuses oversized images before anything is decoded."""
+    data = _as_bytes(data)
+    if bytes(data[:3]) != b"\xff\xd8\xff":
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=("JPEG", "MPO"))
+    except Exception:  # noqa: BLE001 - let the Pillow path produce the proper error message
+        return None
+    if im.mode != "RGB":
+        return None
+    _check_pixel_count(im)
+    try:
+        orientation = int(im.getexif().get(EXIF_ORIENTATION_TAG, 1))
+    except Exception:  # noqa: BLE001 - malformed EXIF: the browser ignores it as well
+        orientation = 1
+    return {"width": im.size[0], "height": im.size[1], "orientation": orientation}
+
+
+def preprocess_decoded_rgba(
+    rgba: bytes | bytearray | memoryview,
+    width: int,
+    height: int,
+    orientation: int = 1,
+    *,
+    size: int = IMAGE_SIZE,
+    mean: Sequence[float] = OPENAI_DATASET_MEAN,
+    std: Sequence[float] = OPENAI_DATASET_STD,
+    exif_transpose: bool = False,
+) -> np.ndarray:
+    """RGBA pixels of a JPEG as the browser decoded it (orientation applied, width x height as
+    displayed) -> float32 (1, 3, size, size), equal to `preprocess_image` of the JPEG's bytes."""
+    size, mean_t, std_t = _check_params(size, mean, std)
+    if width * height > MAX_IMAGE_PIXELS:
+        raise _too_large(width, height)
+    pixels = np.frombuffer(rgba, dtype=np.uint8)
+    if pixels.size != width * height * 4:
+        raise ImageDecodeError(f"Decoded image has {pixels.size} bytes, expected {width}x{height} RGBA.")
+    rgb = np.ascontiguousarray(pixels.reshape(height, width, 4)[:, :, :3])  # (h, w, 3)
+    im = Image.fromarray(rgb, mode="RGB")
+    if orientation in _UNDO_ORIENTATION and not exif_transpose:
+        # Back to stored order, as Image.open gives it; with exif_transpose the browser's upright
+        # pixels are already what ImageOps.exif_transpose would give.
+        im = im.transpose(_UNDO_ORIENTATION[orientation])
+    crop = _center_crop(_resize_shorter_side(im, size), size)
+    return _normalise(_to_rgb_array(crop), mean_t, std_t)[None]  # (1, 3, size, size)
+
+
+# --------------------------------------------------------------------------------------------------
 # Preview: the exact crop the model sees
 # --------------------------------------------------------------------------------------------------
 

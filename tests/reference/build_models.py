@@ -22,7 +22,6 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,6 +29,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from pyapp import constants as C  # noqa: E402
+from server.model_tools import export as model_export  # noqa: E402
 
 DEFAULT_OUT = REPO / ".cache" / "reference"
 STAMP_NAME = "build-stamp.txt"
@@ -72,6 +72,7 @@ def stamp() -> str:
     import transformers
 
     h = hashlib.sha256(Path(__file__).read_bytes())
+    h.update(Path(model_export.__file__).read_bytes())
     consts = [C.OPENAI_DATASET_MEAN, C.OPENAI_DATASET_STD, C.IMAGE_SIZE, C.CONTEXT_LENGTH,
               C.SOT_ID, C.EOT_ID, C.VOCAB_SIZE, C.EMBED_DIM]
     h.update(repr(consts).encode())
@@ -115,85 +116,13 @@ def make_model(kind: str):
     return model
 
 
-def _pooled(out):
-    # transformers 5.x returns BaseModelOutputWithPooling from get_*_features; 4.x a tensor.
-    return out.pooler_output if hasattr(out, "pooler_output") else out
-
-
-def _wrappers(model):
-    import torch
-
-    class ImageEncoder(torch.nn.Module):
-        def __init__(self, clip):
-            super().__init__()
-            self.clip = clip
-
-        def forward(self, pixel_values):  # (b, 3, 224, 224) float32
-            return _pooled(self.clip.get_image_features(pixel_values=pixel_values))  # (b, 512)
-
-    class TextEncoder(torch.nn.Module):
-        """OpenAI pooling: hidden state at argmax(ids), EOT being the largest id.
-
-        The ArgMax runs on the int32 ids as given: onnxruntime-web has no int64 ArgMax kernel
-        (the original JS port failed on exactly that). transformers' own pooling output is
-        unused here, so the exporter drops it and ours is the graph's only ArgMax.
-        """
-
-        def __init__(self, clip):
-            super().__init__()
-            self.clip = clip
-
-        def forward(self, ids):  # (b, 77) int32
-            hidden = self.clip.text_model(input_ids=ids).last_hidden_state  # (b, 77, width)
-            eot = ids.argmax(dim=-1)  # (b,) int64 index from an int32 ArgMax
-            pooled = hidden[torch.arange(hidden.shape[0]), eot]  # (b, width)
-            return self.clip.text_projection(pooled)  # (b, 512)
-
-    return ImageEncoder(model).eval(), TextEncoder(model).eval()
-
-
-def example_ids(batch: int = 2):
-    """SOT, a few tokens, EOT, zero padding; EOT at a different position in each row."""
-    import torch
-
-    ids = torch.zeros(batch, C.CONTEXT_LENGTH, dtype=torch.int32)  # (b, 77)
-    for i in range(batch):
-        n = 3 + 4 * i
-        ids[i, 0] = C.SOT_ID
-        ids[i, 1:1 + n] = torch.arange(320, 320 + n, dtype=torch.int32)
-        ids[i, 1 + n] = C.EOT_ID
-    return ids
-
-
+# The export core (wrappers, int32 EOT pooling, graph check) lives in the model tools, so
+# `clip-web models export` and these reference models are the same code.
 def export_onnx(model, folder: Path) -> None:
-    import torch
-
-    image_enc, text_enc = _wrappers(model)
-    g = torch.Generator().manual_seed(SEED)
-    # Batch 2 at trace time, so no shape gets specialised to a batch of 1.
-    pixels = torch.randn(2, 3, C.IMAGE_SIZE, C.IMAGE_SIZE, generator=g)  # (2, 3, 224, 224)
-    ids = example_ids(2)  # (2, 77) int32
-    common = dict(dynamo=False, opset_version=14, input_names=["input"], output_names=["output"],
-                  dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
-    with warnings.catch_warnings(), torch.no_grad():
-        # Tracer warnings about Python bools on shapes: the sequence length is fixed at 77.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(image_enc, (pixels,), str(folder / "image.onnx"), **common)
-        torch.onnx.export(text_enc, (ids,), str(folder / "text.onnx"), **common)
+    model_export.export_onnx(model, folder, seed=SEED)
 
 
-def check_text_graph(path: Path) -> None:
-    """Fail the build if the text graph takes anything but int32 ids or argmaxes an int64 tensor."""
-    import onnx
-
-    m = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
-    types = {v.name: v.type.tensor_type.elem_type for v in [*m.graph.input, *m.graph.value_info]}
-    argmax = [n for n in m.graph.node if n.op_type == "ArgMax"]
-    # Raise, not assert: these must hold under `python -O` too.
-    if [types[i.name] for i in m.graph.input] != [onnx.TensorProto.INT32]:
-        raise RuntimeError(f"{path}: text input must be int32")
-    if len(argmax) != 1 or types.get(argmax[0].input[0]) != onnx.TensorProto.INT32:
-        raise RuntimeError(f"{path}: expected exactly one ArgMax, on int32 ids")
+check_text_graph = model_export.check_text_graph
 
 
 def write_manifest(kind: str, folder: Path) -> dict:

