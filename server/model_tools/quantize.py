@@ -4,8 +4,9 @@ Only MatMul and Gather: that is where CLIP's weights are (projections, MLPs, the
 and their quantized forms (DynamicQuantizeLinear + MatMulInteger, Gather + DequantizeLinear) run
 in onnxruntime-web's wasm build. Conv (the patch embedding) stays float32: ConvInteger coverage
 in the web builds is patchier and the layer is small. Activations are always uint8 in dynamic
-mode; the flag picks the weights' type (uint8: onnxruntime's usual choice for x86/wasm; int8:
-symmetric weights, the ARM-friendly layout).
+mode; the flag picks the MatMul weights' type (uint8: onnxruntime's usual choice for x86/wasm;
+int8: symmetric weights, the ARM-friendly layout). onnxruntime stores the Gather tables (token and
+position embeddings) as uint8 in both cases.
 """
 
 from __future__ import annotations
