@@ -8,6 +8,59 @@ export async function sha256Hex(buffer) {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+// Models are kept in the Cache API, keyed by URL + sha256 + size from the manifest, so a second
+// visit does not download them again and a changed manifest never gets a stale file.
+export const MODEL_CACHE = 'clip-web-models-v1';
+
+function cacheKey(url, sha256, bytes) {
+  const key = new URL('https://clip-web.invalid/model');
+  key.searchParams.set('url', new URL(url, self.location.href).href);
+  key.searchParams.set('sha256', sha256 || '');
+  key.searchParams.set('bytes', bytes || '');
+  return key.href;
+}
+
+async function openCache() {
+  try {
+    return self.caches ? await self.caches.open(MODEL_CACHE) : null;
+  } catch {
+    return null; // e.g. storage disabled: download every time
+  }
+}
+
+// -> { buffer: Uint8Array, cached: boolean, remember() }. Call remember() once the bytes proved to
+// be a working model, so a broken file is never kept.
+export async function loadModelBytes(url, spec = {}, onProgress = () => {}) {
+  const cache = await openCache();
+  const key = cacheKey(url, spec.sha256, spec.bytes);
+  if (cache) {
+    const hit = await cache.match(key);
+    if (hit) {
+      const buffer = new Uint8Array(await hit.arrayBuffer());
+      const intact = (!spec.bytes || buffer.byteLength === spec.bytes) && (!spec.sha256 || (await sha256Hex(buffer)) === spec.sha256);
+      if (intact) {
+        onProgress({ file: url.split('/').pop(), url, loaded: buffer.byteLength, total: buffer.byteLength, done: true, cached: true });
+        return { buffer, cached: true, remember: async () => {} };
+      }
+      await cache.delete(key);
+    }
+  }
+  const buffer = await downloadModel(url, spec, onProgress);
+  const remember = async () => {
+    if (!cache) return;
+    try {
+      await cache.put(key, new Response(buffer, { headers: { 'Content-Type': 'application/octet-stream' } }));
+    } catch {
+      // Quota exceeded: the model still works, it just is not kept.
+    }
+  };
+  return { buffer, cached: false, remember };
+}
+
+export async function clearModelCache() {
+  return self.caches ? self.caches.delete(MODEL_CACHE) : false;
+}
+
 export async function downloadModel(url, { sha256, bytes: expectedBytes } = {}, onProgress = () => {}) {
   let response;
   try {

@@ -4,7 +4,7 @@
 import { serve, emit, withTransfer, RpcError } from './rpc.js';
 import { trackFetchProgress } from './progress-fetch.js';
 import { initOrt, createSession, makeTensor, ortState } from './ort-backend.js';
-import { downloadModel } from './model-fetch.js';
+import { loadModelBytes, clearModelCache } from './model-fetch.js';
 
 const sessions = new Map(); // key -> { session, spec }
 
@@ -21,7 +21,7 @@ serve({
   // spec: { url, input, output, input_dtype, sha256?, bytes? } from the model manifest.
   async loadModel({ key, spec, backend }) {
     const t0 = performance.now();
-    const bytes = await downloadModel(spec.url, spec, (p) => emit('progress', { ...p, source: 'model' }));
+    const { buffer: bytes, cached, remember } = await loadModelBytes(spec.url, spec, (p) => emit('progress', { ...p, source: 'model' }));
     const t1 = performance.now();
     const { session, backend: used, notices } = await createSession(bytes, { backend, label: spec.url.split('/').pop() });
     if (!session.inputNames.includes(spec.input) || !session.outputNames.includes(spec.output)) {
@@ -32,6 +32,7 @@ serve({
         'model_mismatch',
       );
     }
+    await remember();
     const old = sessions.get(key);
     sessions.set(key, { session, spec });
     if (old) old.session.release();
@@ -39,6 +40,7 @@ serve({
       backend: used,
       notices,
       bytes: bytes.byteLength,
+      cached,
       inputNames: session.inputNames,
       outputNames: session.outputNames,
       timings: { download_ms: t1 - t0, session_ms: performance.now() - t1 },
@@ -61,6 +63,10 @@ serve({
     const models = {};
     for (const [key, { session, spec }] of sessions) models[key] = { backend: session.backend, url: spec.url };
     return { ...ortState(), models };
+  },
+
+  async clearModelCache() {
+    return clearModelCache();
   },
 
   async dispose({ key }) {

@@ -1,0 +1,210 @@
+// The client API that pages, the widget and tests all use.
+//
+//   const clip = await createClip({ model: 'tiny-reference', backend: 'wasm' });
+//   const imageEmbeds = await clip.embedImage(file);          // Float32Array(512), raw model output
+//   const textEmbeds = await clip.embedText(['a cat', 'a dog']); // [Float32Array(512), ...]
+//   clip.similarity(imageEmbeds, textEmbeds)                   // { cosine: [...], probs: [...] }
+//
+// Embeddings are the raw outputs, like PyTorch's get_image_features / get_text_features.
+
+import { Runtime, fetchJson, BASE_URL } from './runtime.js';
+import { RpcError } from './rpc.js';
+
+export const LOGIT_SCALE = 100; // CLIP's learned temperature sits at its clamp, ln(100)
+
+export async function listModels(base = BASE_URL) {
+  return fetchJson('api/models', base);
+}
+
+export async function resolveModel(model, base = BASE_URL) {
+  if (model && typeof model === 'object') return model;
+  const listing = await listModels(base);
+  const id = model || listing.default;
+  const found = listing.models.find((m) => m.id === id);
+  if (!found) {
+    throw new RpcError(`unknown model "${id}"; this server offers: ${listing.models.map((m) => m.id).join(', ')}`, 'unknown_model');
+  }
+  return found;
+}
+
+// One runtime (two workers) per server and backend settings, shared by every client on the page.
+const runtimes = new Map();
+
+function sharedRuntime({ base, backend, threads, onProgress }) {
+  const key = `${base}|${backend}|${threads}`;
+  let entry = runtimes.get(key);
+  if (!entry) {
+    const listeners = new Set();
+    const promise = Runtime.start({ base, backend, threads, onProgress: (p) => listeners.forEach((f) => f(p)) });
+    entry = { promise, listeners, users: 0, loading: new Map() };
+    runtimes.set(key, entry);
+    promise.catch(() => runtimes.delete(key));
+  }
+  if (onProgress) entry.listeners.add(onProgress);
+  entry.users += 1;
+  return { entry, key };
+}
+
+export async function createClip({ model = null, backend = 'wasm', threads = 0, base = BASE_URL, onProgress = null } = {}) {
+  const manifestPromise = resolveModel(model, base);
+  const { entry, key } = sharedRuntime({ base, backend, threads, onProgress });
+  let manifest;
+  let runtime;
+  try {
+    [manifest, runtime] = await Promise.all([manifestPromise, entry.promise]);
+  } catch (err) {
+    releaseRuntime(key);
+    throw err;
+  }
+  // Clients of one model share its sessions; a load in flight is awaited, not repeated.
+  let modelInfo = runtime.models.get(manifest.id);
+  if (!modelInfo) {
+    let pending = entry.loading.get(manifest.id);
+    if (!pending) {
+      pending = runtime.loadModel(manifest, backend);
+      entry.loading.set(manifest.id, pending);
+      pending.finally(() => entry.loading.delete(manifest.id)).catch(() => {});
+    }
+    try {
+      modelInfo = await pending;
+    } catch (err) {
+      releaseRuntime(key);
+      throw err;
+    }
+  }
+  return new ClipClient({ runtime, manifest, modelInfo, release: () => releaseRuntime(key) });
+}
+
+function releaseRuntime(key) {
+  const entry = runtimes.get(key);
+  if (!entry) return;
+  entry.users -= 1;
+  if (entry.users <= 0) {
+    runtimes.delete(key);
+    entry.promise.then((r) => r.dispose()).catch(() => {});
+  }
+}
+
+async function toBytes(input) {
+  if (input instanceof Uint8Array) return input;
+  if (input instanceof ArrayBuffer) return new Uint8Array(input);
+  if (ArrayBuffer.isView(input)) return new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
+  if (typeof Blob !== 'undefined' && input instanceof Blob) return new Uint8Array(await input.arrayBuffer());
+  if (input instanceof URL || typeof input === 'string') return fetchImage(String(input));
+  throw new RpcError('embedImage takes a Blob/File, an ArrayBuffer, a Uint8Array or an image URL', 'bad_input');
+}
+
+export async function fetchImage(url) {
+  let response;
+  try {
+    response = await fetch(url, { mode: 'cors', credentials: 'omit' });
+  } catch (err) {
+    throw new RpcError(
+      `Could not fetch ${url}. Either the address is unreachable, or its server does not let other ` +
+        `sites read the image (no CORS header). Download the image and choose the file instead.`,
+      'fetch_failed',
+    );
+  }
+  if (!response.ok) throw new RpcError(`Could not fetch ${url}: HTTP ${response.status} ${response.statusText}`, 'fetch_failed');
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+function norm(v) {
+  let s = 0;
+  for (let i = 0; i < v.length; i++) s += v[i] * v[i];
+  return Math.sqrt(s);
+}
+
+export function cosine(a, b) {
+  let dot = 0;
+  for (let i = 0; i < a.length; i++) dot += a[i] * b[i];
+  const n = norm(a) * norm(b);
+  return n === 0 ? 0 : dot / n;
+}
+
+export function softmax(values) {
+  const max = Math.max(...values);
+  const exps = values.map((v) => Math.exp(v - max));
+  const sum = exps.reduce((a, b) => a + b, 0);
+  return exps.map((e) => e / sum);
+}
+
+function split(output) {
+  const [n, d] = output.dims;
+  return Array.from({ length: n }, (_, i) => output.data.slice(i * d, (i + 1) * d));
+}
+
+export class ClipClient {
+  constructor({ runtime, manifest, modelInfo, release }) {
+    this.runtime = runtime;
+    this.manifest = manifest;
+    this.modelInfo = modelInfo;
+    this.release = release;
+    this.disposed = false;
+  }
+
+  check() {
+    if (this.disposed) throw new RpcError('this CLIP client was disposed', 'disposed');
+  }
+
+  // -> Float32Array(embed_dim); with { details: true } also pixelValues, decoder and timings.
+  async embedImage(input, { details = false } = {}) {
+    this.check();
+    const bytes = await toBytes(input);
+    const pixelValues = await this.runtime.preprocess(bytes, this.manifest); // (1, 3, 224, 224)
+    const output = await this.runtime.run(this.manifest.id, 'image', pixelValues); // (1, 512)
+    const embedding = output.data;
+    if (!details) return embedding;
+    return { embedding, pixelValues, decoder: pixelValues.decoder, timings: { preprocess_ms: pixelValues.ms, inference_ms: output.ms } };
+  }
+
+  // string -> Float32Array; string[] -> Float32Array[] (one batched run). { details: true } adds ids.
+  async embedText(text, { details = false } = {}) {
+    this.check();
+    const texts = Array.isArray(text) ? text : [text];
+    if (texts.length === 0) return [];
+    const inputIds = await this.runtime.tokenize(texts, this.manifest); // (n, 77)
+    const output = await this.runtime.run(this.manifest.id, 'text', inputIds); // (n, 512)
+    const embeddings = split(output);
+    const value = Array.isArray(text) ? embeddings : embeddings[0];
+    if (!details) return value;
+    return { embeddings: value, inputIds, timings: { tokenize_ms: inputIds.ms, inference_ms: output.ms } };
+  }
+
+  async tokenize(text) {
+    this.check();
+    const [ids, tokens] = await Promise.all([this.runtime.tokenize([text], this.manifest), this.runtime.tokenStrings(text)]);
+    return { ids: ids.data, tokens };
+  }
+
+  // Cosine of the image with each text, and zero-shot probabilities softmax(100 * cosine).
+  similarity(imageEmbeds, textEmbeds) {
+    const list = Array.isArray(textEmbeds) ? textEmbeds : [textEmbeds];
+    const cos = list.map((t) => cosine(imageEmbeds, t));
+    return { cosine: cos, probs: softmax(cos.map((c) => LOGIT_SCALE * c)) };
+  }
+
+  cropPreview(pixelValues) {
+    return this.runtime.cropPreview(pixelValues, this.manifest);
+  }
+
+  async info() {
+    const info = await this.runtime.info();
+    return {
+      model: { id: this.manifest.id, name: this.manifest.name, variant: this.manifest.variant },
+      backend: this.modelInfo.image.backend,
+      requestedBackend: this.runtime.backend,
+      notices: [...new Set([...this.modelInfo.image.notices, ...this.modelInfo.text.notices])],
+      threads: info.onnx.threads,
+      crossOriginIsolated: info.crossOriginIsolated,
+      versions: { ...info.python.versions, onnxruntimeWeb: info.onnx.ortVersion },
+      timings: { ...info.timings, model: { image: this.modelInfo.image.timings, text: this.modelInfo.text.timings } },
+    };
+  }
+
+  dispose() {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.release();
+  }
+}

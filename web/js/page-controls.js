@@ -1,0 +1,187 @@
+// What both demo pages share: model / backend / threads controls kept in the URL query, model
+// loading with progress, errors with a retry button, notices, and the page state that people and
+// tests wait on (document.body.dataset.state = loading | ready | error).
+
+import { createClip, listModels } from './clip.js';
+import { renderProgress } from './progress-view.js';
+import { MODEL_CACHE } from './model-fetch.js';
+
+export const BACKENDS = ['wasm', 'webgpu', 'webgl'];
+
+export function readSettings() {
+  const q = new URLSearchParams(location.search);
+  return {
+    model: q.get('model') || '',
+    backend: BACKENDS.includes(q.get('backend')) ? q.get('backend') : 'wasm',
+    threads: Math.max(0, Number.parseInt(q.get('threads') || '0', 10) || 0),
+  };
+}
+
+export function writeSettings({ model, backend, threads }) {
+  const q = new URLSearchParams(location.search);
+  q.set('model', model);
+  q.set('backend', backend);
+  if (threads) q.set('threads', String(threads));
+  else q.delete('threads');
+  history.replaceState(null, '', `${location.pathname}?${q}`);
+}
+
+export function setState(state) {
+  document.body.dataset.state = state;
+}
+
+export function showMessage(text, { error = false, retry = null } = {}) {
+  const el = document.querySelector('#message');
+  el.replaceChildren(document.createTextNode(text));
+  el.classList.toggle('error', error);
+  if (retry) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.id = 'retry';
+    button.textContent = 'Retry';
+    button.addEventListener('click', retry);
+    el.append(' ', button);
+  }
+}
+
+export function showNotices(notices) {
+  const el = document.querySelector('#notices');
+  el.replaceChildren(
+    ...notices.map((n) => {
+      const p = document.createElement('p');
+      p.className = 'notice';
+      p.textContent = n;
+      return p;
+    }),
+  );
+}
+
+function describeModel(m) {
+  const origin = m.origin === 'local' ? 'local folder' : 'HuggingFace';
+  return `${m.name} — ${m.variant}, ${origin}`;
+}
+
+function renderReport(model) {
+  const el = document.querySelector('#model-report');
+  if (!el) return;
+  const r = model?.report;
+  el.textContent = r
+    ? `Fidelity vs ${r.reference ?? 'float32'}: image cosine min ${r.image_cosine_min?.toFixed(5)}, ` +
+      `text cosine min ${r.text_cosine_min?.toFixed(5)}, zero-shot top-1 agreement ${(100 * (r.top1_agreement ?? 0)).toFixed(1)}%`
+    : '';
+}
+
+// Wires the controls; calls onLoad(clip) each time a model is ready. Returns { reload() }.
+export async function setupPage({ onLoad, onUnload = () => {} }) {
+  const settings = readSettings();
+  const modelSelect = document.querySelector('#model');
+  const backendSelect = document.querySelector('#backend');
+  const threadsInput = document.querySelector('#threads');
+  let listing;
+  let clip = null;
+  let generation = 0;
+
+  async function load() {
+    const mine = ++generation;
+    if (clip) {
+      onUnload(clip);
+      clip.dispose();
+      clip = null;
+      window.clip = undefined;
+    }
+    setState('loading');
+    showNotices([]);
+    showMessage('Loading the model…');
+    const progress = document.querySelector('#progress');
+    progress.hidden = false;
+    try {
+      listing ??= await listModels();
+      if (!modelSelect.options.length) {
+        for (const m of listing.models) modelSelect.add(new Option(describeModel(m), m.id));
+      }
+      if (!settings.model || !listing.models.some((m) => m.id === settings.model)) {
+        if (settings.model) showNotices([`Unknown model "${settings.model}"; using the default.`]);
+        settings.model = listing.default;
+      }
+      modelSelect.value = settings.model;
+      backendSelect.value = settings.backend;
+      threadsInput.value = String(settings.threads || '');
+      writeSettings(settings);
+      renderReport(listing.models.find((m) => m.id === settings.model));
+      const next = await createClip({
+        model: settings.model,
+        backend: settings.backend,
+        threads: settings.threads,
+        onProgress: (p) => renderProgress(progress, p.all ?? [p]),
+      });
+      if (mine !== generation) return next.dispose();
+      clip = next;
+      window.clip = clip;
+      const info = await clip.info();
+      showNotices(info.notices);
+      document.querySelector('#runtime-info').textContent =
+        `${info.model.name} · ${info.backend} · ${info.threads} thread${info.threads === 1 ? '' : 's'}` +
+        `${info.crossOriginIsolated ? '' : ' (not cross-origin isolated)'} · Pyodide ${info.versions.pyodide} · ` +
+        `onnxruntime-web ${info.versions.onnxruntimeWeb}`;
+      showMessage('Ready.');
+      progress.hidden = true;
+      await onLoad(clip);
+      setState('ready');
+    } catch (err) {
+      if (mine !== generation) return;
+      console.error(err);
+      showMessage(`Could not load the model: ${err.message}`, { error: true, retry: load });
+      setState('error');
+    }
+  }
+
+  for (const control of [modelSelect, backendSelect, threadsInput]) {
+    control.addEventListener('change', () => {
+      settings.model = modelSelect.value;
+      settings.backend = backendSelect.value;
+      settings.threads = Math.max(0, Number.parseInt(threadsInput.value || '0', 10) || 0);
+      load();
+    });
+  }
+  document.querySelector('#clear-cache')?.addEventListener('click', async () => {
+    await caches.delete(MODEL_CACHE);
+    showMessage('Cached models cleared; they will be downloaded again next time.');
+  });
+  await load();
+  return { reload: load };
+}
+
+// Format helpers shared by the pages.
+export function formatVector(v, n = 8) {
+  return `[${Array.from(v.slice(0, n), (x) => x.toFixed(4)).join(', ')}${v.length > n ? ', …' : ''}]`;
+}
+
+export function l2norm(v) {
+  let s = 0;
+  for (const x of v) s += x * x;
+  return Math.sqrt(s);
+}
+
+// A .npy file (format 1.0) of float32 rows: what numpy.load reads back.
+export function npyBytes(rows) {
+  const n = rows.length;
+  const d = rows[0]?.length ?? 0;
+  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${n}, ${d}), }`;
+  const total = 10 + header.length + 1;
+  header += ' '.repeat((64 - (total % 64)) % 64) + '\n';
+  const head = new Uint8Array(10 + header.length);
+  head.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, header.length & 0xff, header.length >> 8]);
+  head.set(new TextEncoder().encode(header), 10);
+  const body = new Float32Array(n * d);
+  rows.forEach((r, i) => body.set(r, i * d));
+  return new Blob([head, body.buffer], { type: 'application/octet-stream' });
+}
+
+export function download(blob, filename) {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = filename;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+}
+
