@@ -37,7 +37,7 @@ def _guarded(doing: str, work) -> int:
     except OSError as exc:
         return _fail(describe_os_error(exc, doing))
     except KeyboardInterrupt:
-        return _fail(f"interrupted while {doing}; partial output was removed")
+        return _fail(f"interrupted while {doing}")
     return 0
 
 
@@ -112,7 +112,9 @@ def register(subparsers) -> None:
     models = subparsers.add_parser("models", help="mirror, export, quantize and check CLIP ONNX models")
     sub = models.add_subparsers(dest="models_command", required=True)
 
-    p = sub.add_parser("pull", help="download a preset's files into a local models folder (resumable)")
+    p = sub.add_parser("pull", help="download a preset's files into a local models folder (resumable)",
+                       description="Download a model's files and write a local manifest. An interrupted "
+                                   "download keeps FILE.part on purpose; the next run resumes it (HTTP Range).")
     p.add_argument("preset", help="a preset id (server/presets/*.json) or the path of a manifest JSON")
     p.add_argument("--to", required=True, help="models folder; the model goes into TO/<preset-id>/")
     p.add_argument("--hub", help="use this base URL instead of https://huggingface.co/ (a mirror)")

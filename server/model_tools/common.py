@@ -86,8 +86,10 @@ def read_manifest(folder: Path) -> dict:
 def require_fp32(folder: Path, manifest: dict, doing: str) -> None:
     # Re-quantizing a quantized model (or quantizing fp16 Casts) compounds errors silently.
     if manifest["variant"] != "fp32":
+        source = manifest.get("source")
+        hint = f": {source}" if isinstance(source, str) else ""
         raise ToolError(f"{folder}: {doing} needs a float32 model, this one is {manifest['variant']!r} "
-                        f"(use its source{': ' + manifest['source'] if isinstance(manifest.get('source'), str) else ''})")
+                        f"(use its source{hint})")
 
 
 def local_file(folder: Path, manifest: dict, part: str) -> Path:

@@ -4,9 +4,11 @@
     text.onnx    int32   [b,L]     -> float32 [b,D]    pooled at argmax(ids), i.e. the EOT token
     manifest.json
 
-Why int32 ids and our own pooling: onnxruntime-web has no int64 ArgMax kernel (the original JS
-port failed on exactly that), so the graph must argmax int32 ids. `legacy_int64=True` exports the
-broken layout on purpose (int64 ids, int64 ArgMax), for testing `fix-text-model`.
+Why int32 ids and our own pooling: onnxruntime-web lacked an int64 ArgMax kernel (the original JS
+port failed on exactly that), so the graph argmaxes int32 ids. (onnxruntime-web 1.30, wasm and
+WebGPU, runs the int64 form too, measured here; int32 costs nothing and works everywhere.)
+`legacy_int64=True` exports the int64 layout on purpose (int64 ids, int64 ArgMax), to test
+`fix-text-model`.
 
 The same code builds the test reference models (tests/reference/build_models.py calls
 `export_onnx` and `check_text_graph`), whose bytes are pinned: change the export, rebuild them.
@@ -163,8 +165,13 @@ def export_checkpoint(checkpoint: Path, to: Path, *, model_id: str | None = None
     model_id = model_id or to.name
     with staged_folder(to, force=force) as tmp:
         log(f"exporting {checkpoint} ({image_size} px, context {context_length}) ...")
-        export_onnx(model, tmp, seed=seed, image_size=image_size, context_length=context_length,
-                    legacy_int64=legacy_int64)
+        try:
+            export_onnx(model, tmp, seed=seed, image_size=image_size, context_length=context_length,
+                        legacy_int64=legacy_int64)
+        except OSError:
+            raise  # a full disk: the CLI says so, the staged folder is removed
+        except Exception as exc:  # torch wraps tracing/export failures in many types
+            raise ToolError(f"torch.onnx.export failed on {checkpoint}: {type(exc).__name__}: {exc}") from exc
         for f in (IMAGE_FILE, TEXT_FILE):
             onnx.checker.check_model(str(tmp / f))
         if not legacy_int64:

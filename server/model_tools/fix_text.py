@@ -1,5 +1,7 @@
-"""Repair CLIP text models whose EOT pooling argmaxes int64 ids: onnxruntime-web has no int64
-ArgMax kernel, so such a model fails to load in the browser (the original JS port's bug).
+"""Repair CLIP text models whose EOT pooling argmaxes int64 ids. Older onnxruntime-web releases
+have no int64 ArgMax kernel, so such a model failed to load in the browser (the original JS
+port's bug). onnxruntime-web 1.30 (wasm, WebGPU) runs both forms (measured); the repaired model
+runs on old and new runtimes alike, with identical outputs.
 
 For each ArgMax on an int64 tensor:
   - if that tensor is Cast(to=int64) of an int32 tensor (an int32-input model that widens its ids),

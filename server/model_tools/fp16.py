@@ -10,7 +10,8 @@ is not what this does.
 
 Not converted (kept float32): initializers that are also graph inputs (overridable), tiny ones
 (scalars, epsilons: no size to gain), and any with a value outside float16's finite range
-(e.g. a -3.4e38 attention mask would become -inf and turn `0 * mask` into NaN).
+(e.g. a -3.4e38 attention mask would become -inf and turn `0 * mask` into NaN). Constant nodes
+are left alone: exporters put weights in initializers, constants are small.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import (PARTS, check_io, load_onnx, local_file, need, read_manifest, require_fp32, save_onnx, staged_folder,
-                     variant_manifest, write_manifest)
+from .common import (PARTS, check_io, load_onnx, local_file, need, read_manifest, require_fp32, save_onnx,
+                     staged_folder, variant_manifest, write_manifest)
 
 FP16_MAX = float(np.finfo(np.float16).max)  # 65504
 MIN_ELEMENTS = 16  # smaller initializers stay float32: nothing to gain, and they are often epsilons

@@ -13,7 +13,6 @@ that file over. Files whose size or sha256 disagree with the manifest are delete
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import re
@@ -150,7 +149,10 @@ def _fetch_once(url: str, part: Path, expected_bytes: int | None, progress: Prog
         raise Interrupted(f"cannot reach {url} ({reason})") from exc
     with response:
         start = have
-        if have and response.status == 206 and _content_range_start(response.headers.get("Content-Range")) == have:
+        if have and response.status == 206:
+            if _content_range_start(response.headers.get("Content-Range")) != have:
+                part.unlink()  # a part of the file, but not the one we asked for
+                raise Interrupted(f"the server resumed {part.name} at another offset; starting over")
             mode = "ab"
         else:
             mode, start = "wb", 0  # 200: the server ignored Range and sends the whole file
@@ -240,7 +242,17 @@ def pull(what: str, to: Path, hub: str | None = None, model_id: str | None = Non
     # The server refuses two manifests with one id; a mirrored preset would clash with the preset.
     local_id = model_id or (source["id"] + "-local" if source["id"] in presets() else source["id"])
     folder = Path(to) / source["id"]
+    fresh = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return _pull_into(folder, source, local_id, what, hub, retries, quiet, stream, log)
+    except BaseException:
+        if fresh and not any(folder.iterdir()):
+            folder.rmdir()  # nothing to resume: leave no empty model folder behind
+        raise
+
+
+def _pull_into(folder: Path, source: dict, local_id: str, what: str, hub, retries, quiet, stream, log) -> dict:
     previous = _previous(folder)
     local = dict(source, id=local_id, mirror_of=source["id"])
     local.pop("report", None)

@@ -128,17 +128,21 @@ class Measured:
                for part in PARTS}
         self.image = run["image"](pixels)  # (16, D)
         self.text = run["text"](ids)  # (32, D)
-        run["image"](pixels[:1])  # warm-up at batch 1
-        times = []
-        for i in range(runs):
-            x = pixels[i % len(pixels)][None]  # (1, 3, S, S)
-            t0 = time.perf_counter()
-            run["image"](x)
-            times.append((time.perf_counter() - t0) * 1e3)
+        self.run_image = run["image"]
+        self.run_image(pixels[:1])  # warm-up at batch 1
+        times = [self.time_one_image(i, pixels) for i in range(runs)]
         self.ms_per_image = statistics.median(times) if times else None
         self.runs, self.threads = runs, threads
         self.bytes = {part: self.files[part].stat().st_size for part in PARTS}
         self.pixels, self.ids = pixels, ids
+
+    def time_one_image(self, i: int, pixels: np.ndarray | None = None) -> float:
+        """ms for one batch-1 image-encoder run on probe image i."""
+        pixels = self.pixels if pixels is None else pixels
+        x = pixels[i % len(pixels)][None]  # (1, 3, S, S)
+        t0 = time.perf_counter()
+        self.run_image(x)
+        return (time.perf_counter() - t0) * 1e3
 
 
 def torch_embeds(checkpoint: Path, pixels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -198,7 +202,7 @@ def report(folders: list[Path], checkpoint: Path | None = None, sources: list[Pa
             cache[key] = Measured(folder, threads=threads, runs=runs)
         return cache[key]
 
-    reference = None
+    references: dict[tuple, tuple] = {}  # torch embeddings per probe shape
     results = []
     for folder in folders:
         m = measured(folder)
@@ -217,10 +221,11 @@ def report(folders: list[Path], checkpoint: Path | None = None, sources: list[Pa
                        "machine": platform.machine()},
         }
         if checkpoint is not None:
-            if reference is None:
+            key = (m.pixels.shape, m.ids.shape)
+            if key not in references:
                 log(f"running torch on {checkpoint} ...")
-                reference = torch_embeds(checkpoint, m.pixels, m.ids)
-            result["vs_torch"] = compare(m.image, m.text, *reference)
+                references[key] = torch_embeds(checkpoint, m.pixels, m.ids)
+            result["vs_torch"] = compare(m.image, m.text, *references[key])
         replace_file(folder / REPORT, (json.dumps(result, indent=2) + "\n").encode())
         manifest = read_manifest(folder)  # fresh: keep any edits made meanwhile
         manifest["report"] = summary(result)
@@ -230,19 +235,22 @@ def report(folders: list[Path], checkpoint: Path | None = None, sources: list[Pa
 
 
 def summary(result: dict) -> dict:
-    """The few numbers a variant picker shows (full detail stays in report.json)."""
+    """The few numbers a variant picker shows (full detail stays in report.json). Key names are
+    the ones web/js/page-controls.js reads."""
     vs = result["vs_source"]
-    out = {"vs": result["source"],
-           "image_cos_min": round(vs["image"]["cos_min"], 6), "image_cos_mean": round(vs["image"]["cos_mean"], 6),
-           "text_cos_min": round(vs["text"]["cos_min"], 6), "text_cos_mean": round(vs["text"]["cos_mean"], 6),
+    out = {"reference": result["source"],
+           "image_cosine_min": round(vs["image"]["cos_min"], 6),
+           "image_cosine_mean": round(vs["image"]["cos_mean"], 6),
+           "text_cosine_min": round(vs["text"]["cos_min"], 6),
+           "text_cosine_mean": round(vs["text"]["cos_mean"], 6),
            "top1_agreement": vs["zero_shot_top1_agreement"],
            "bytes": result["bytes"]["total"],
            "load_ms": round(sum(result["timing"]["load_ms"].values()), 1),
            "ms_per_image": round(result["timing"]["ms_per_image"], 2)}
     if "vs_torch" in result:
         t = result["vs_torch"]
-        out["torch_image_cos_min"] = round(t["image"]["cos_min"], 6)
-        out["torch_text_cos_min"] = round(t["text"]["cos_min"], 6)
+        out["torch_image_cosine_min"] = round(t["image"]["cos_min"], 6)
+        out["torch_text_cosine_min"] = round(t["text"]["cos_min"], 6)
     return out
 
 
@@ -253,8 +261,9 @@ def table(results: list[dict]) -> str:
     for r in results:
         s = summary(r)
         rows.append([r["model"], r["variant"], r["source"], f"{s['bytes'] / 1e6:.1f}",
-                     f"{s['image_cos_min']:.6f}", f"{s['image_cos_mean']:.6f}", f"{s['text_cos_min']:.6f}",
-                     f"{s['text_cos_mean']:.6f}", f"{s['top1_agreement']:.3f}", f"{s['load_ms']:.0f}",
+                     f"{s['image_cosine_min']:.6f}", f"{s['image_cosine_mean']:.6f}",
+                     f"{s['text_cosine_min']:.6f}", f"{s['text_cosine_mean']:.6f}",
+                     f"{s['top1_agreement']:.3f}", f"{s['load_ms']:.0f}",
                      f"{s['ms_per_image']:.1f}"])
         if "vs_torch" in r:
             t = r["vs_torch"]

@@ -62,3 +62,39 @@ def page_session(browser, live_server):
     session = PageSession(context, live_server)
     yield session
     context.close()
+
+
+@pytest.fixture(scope="module")
+def image_host():
+    """Another origin serving one PNG twice: /cors/ with Access-Control-Allow-Origin, /nocors/ without."""
+    import io
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 200), (200, 60, 30)).save(buf, format="PNG")
+    png = buf.getvalue()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if not self.path.endswith("/photo.png"):
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(png)))
+            if self.path.startswith("/cors/"):
+                self.send_header("Access-Control-Allow-Origin", "*")
+            self.end_headers()
+            self.wfile.write(png)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()

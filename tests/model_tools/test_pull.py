@@ -113,15 +113,14 @@ def test_wrong_sha256_is_rejected_and_deleted(tmp_path, hub, capsys):
     src = _custom_manifest(tmp_path, hub, sha256="0" * 64)
     assert run_cli("models", "pull", src, "--to", tmp_path / "out", "--quiet") == 2
     assert "does not match the manifest's 0000" in error_line(capsys.readouterr().err)
-    folder = tmp_path / "out" / "custom-tiny"
-    assert list(folder.iterdir()) == []  # no file, no .part, no manifest
+    assert list((tmp_path / "out").iterdir()) == []  # no file, no .part, no manifest, no folder
 
 
 def test_wrong_size_is_rejected(tmp_path, hub, capsys):
     src = _custom_manifest(tmp_path, hub, bytes=12345)
     assert run_cli("models", "pull", src, "--to", tmp_path / "out", "--quiet", "--retries", "0") == 2
     assert "the manifest says 12345" in error_line(capsys.readouterr().err)
-    assert list((tmp_path / "out" / "custom-tiny").iterdir()) == []
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_missing_file_on_hub(tmp_path, hub, capsys):
@@ -166,9 +165,12 @@ def test_unknown_preset_real_cli(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+HF_FILE = "https://huggingface.co/a/b/resolve/main/f.onnx"
+
+
 @pytest.mark.parametrize("url, hub_url, want", [
-    ("https://huggingface.co/a/b/resolve/main/f.onnx", "http://127.0.0.1:9/", "http://127.0.0.1:9/a/b/resolve/main/f.onnx"),
-    ("https://huggingface.co/a/b/resolve/main/f.onnx", "http://m.example/hf", "http://m.example/hf/a/b/resolve/main/f.onnx"),
+    (HF_FILE, "http://127.0.0.1:9/", "http://127.0.0.1:9/a/b/resolve/main/f.onnx"),
+    (HF_FILE, "http://m.example/hf", "http://m.example/hf/a/b/resolve/main/f.onnx"),
     ("https://example.org/f.onnx", "http://127.0.0.1:9/", "https://example.org/f.onnx"),
 ])
 def test_hub_rewrite(url, hub_url, want):

@@ -63,11 +63,12 @@ def test_manifest_gains_summary_and_still_validates(reported, models_dir):
         m = json.loads((models_dir / folder / "manifest.json").read_text())
         s = m["report"]
         r = reported[folder]
-        assert s["vs"] == "tiny-reference" and s["bytes"] == r["bytes"]["total"]
-        assert s["image_cos_min"] == round(r["vs_source"]["image"]["cos_min"], 6)
+        assert s["reference"] == "tiny-reference" and s["bytes"] == r["bytes"]["total"]
+        assert s["image_cosine_min"] == round(r["vs_source"]["image"]["cos_min"], 6)
+        assert s["text_cosine_min"] == round(r["vs_source"]["text"]["cos_min"], 6)
         assert s["top1_agreement"] == r["vs_source"]["zero_shot_top1_agreement"]
     served = {m["id"]: m for m in list_models(Settings(models_dir=models_dir))["models"]}
-    assert served["tiny-reference-uint8"]["report"]["vs"] == "tiny-reference"
+    assert served["tiny-reference-uint8"]["report"]["reference"] == "tiny-reference"
 
 
 def test_table_printed(models_dir, capsys):

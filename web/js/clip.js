@@ -195,6 +195,7 @@ export class ClipClient {
       backend: this.modelInfo.image.backend,
       requestedBackend: this.runtime.backend,
       notices: [...new Set([...this.modelInfo.image.notices, ...this.modelInfo.text.notices])],
+      cached: this.modelInfo.image.cached && this.modelInfo.text.cached,
       threads: info.onnx.threads,
       crossOriginIsolated: info.crossOriginIsolated,
       versions: { ...info.python.versions, onnxruntimeWeb: info.onnx.ortVersion },

@@ -33,9 +33,15 @@ export async function initOrt({ ortBaseUrl, backend = 'wasm', threads = 0 }) {
   return state;
 }
 
-function describeCreateError(err, label) {
+// An ONNX file is a protobuf ModelProto, and every exporter writes field 1 (ir_version, a varint)
+// first: tag byte 0x08. onnxruntime-web's own error for a non-model file says nothing useful.
+export function looksLikeOnnx(bytes) {
+  return bytes.byteLength > 16 && bytes[0] === 0x08;
+}
+
+function describeCreateError(err, label, bytes) {
   const text = String(err?.message ?? err);
-  if (/protobuf|parse|Invalid model|invalid model|ModelProto|load model/i.test(text)) {
+  if (!looksLikeOnnx(bytes) || /protobuf|parse|Invalid model|invalid model|ModelProto|load model/i.test(text)) {
     return new RpcError(`${label} is not a valid ONNX model (onnxruntime: ${text.slice(0, 200)})`, 'invalid_model');
   }
   return new RpcError(`${label}: onnxruntime could not create a session: ${text.slice(0, 300)}`, 'session_failed');
@@ -71,6 +77,9 @@ export class SerialSession {
 // Try the requested backend; on failure fall back to wasm and say so (the page shows notices).
 export async function createSession(bytes, { backend, label }) {
   if (!ort) throw new RpcError('onnxruntime-web is not initialised', 'not_ready');
+  if (!looksLikeOnnx(bytes)) {
+    throw new RpcError(`${label} is not a valid ONNX model (it does not start like an ONNX protobuf file)`, 'invalid_model');
+  }
   const notices = [];
   let chosen = backend;
   if (backend === 'webgpu' && !state.webgpuAvailable) {
@@ -82,13 +91,13 @@ export async function createSession(bytes, { backend, label }) {
     const session = await ort.InferenceSession.create(bytes, options(chosen));
     return { session: new SerialSession(session, chosen), backend: chosen, notices };
   } catch (err) {
-    if (chosen === 'wasm') throw describeCreateError(err, label);
+    if (chosen === 'wasm') throw describeCreateError(err, label, bytes);
     notices.push(`The ${chosen} backend cannot run this model (${String(err?.message ?? err).slice(0, 160)}); using wasm instead.`);
     try {
       const session = await ort.InferenceSession.create(bytes, options('wasm'));
       return { session: new SerialSession(session, 'wasm'), backend: 'wasm', notices };
     } catch (err2) {
-      throw describeCreateError(err2, label);
+      throw describeCreateError(err2, label, bytes);
     }
   }
 }

@@ -79,18 +79,21 @@ export async function setupPage({ onLoad, onUnload = () => {} }) {
   const threadsInput = document.querySelector('#threads');
   let listing;
   let clip = null;
+  let anchor = null; // the last client that loaded: keeps its runtime alive through failed loads
   let generation = 0;
 
   async function load() {
     const mine = ++generation;
+    // The previous client is disposed only once a new one is ready, so switching or retrying a
+    // model keeps the runtime (Pyodide, onnxruntime) warm instead of booting it again.
     if (clip) {
       onUnload(clip);
-      clip.dispose();
       clip = null;
       window.clip = undefined;
     }
     setState('loading');
-    showNotices([]);
+    const notices = [];
+    showNotices(notices);
     showMessage('Loading the model…');
     const progress = document.querySelector('#progress');
     progress.hidden = false;
@@ -100,7 +103,7 @@ export async function setupPage({ onLoad, onUnload = () => {} }) {
         for (const m of listing.models) modelSelect.add(new Option(describeModel(m), m.id));
       }
       if (!settings.model || !listing.models.some((m) => m.id === settings.model)) {
-        if (settings.model) showNotices([`Unknown model "${settings.model}"; using the default.`]);
+        if (settings.model) notices.push(`Unknown model "${settings.model}"; using the default.`);
         settings.model = listing.default;
       }
       modelSelect.value = settings.model;
@@ -116,9 +119,11 @@ export async function setupPage({ onLoad, onUnload = () => {} }) {
       });
       if (mine !== generation) return next.dispose();
       clip = next;
+      (anchor && anchor !== clip ? anchor : null)?.dispose();
+      anchor = clip;
       window.clip = clip;
       const info = await clip.info();
-      showNotices(info.notices);
+      showNotices([...notices, ...info.notices]);
       document.querySelector('#runtime-info').textContent =
         `${info.model.name} · ${info.backend} · ${info.threads} thread${info.threads === 1 ? '' : 's'}` +
         `${info.crossOriginIsolated ? '' : ' (not cross-origin isolated)'} · Pyodide ${info.versions.pyodide} · ` +
