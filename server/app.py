@@ -8,6 +8,7 @@ URL map:
     /models/                the local models folder (--models-dir), when given
     /api/runtime            where the browser finds all of the above
     /api/models             model manifests: presets + the local folder
+    /embed                  the widget in an iframe, with a postMessage API
     /healthz                liveness, and whether the assets are in place
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import mimetypes
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.staticfiles import StaticFiles
 
 from pyapp.constants import BPE_VOCAB_FILENAME
@@ -88,6 +89,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "ort_base_url": f"/assets/ort-{pins.ORT_WEB_VERSION}/",
             "vocab_url": f"/assets/vocab/{BPE_VOCAB_FILENAME}",
         }
+
+    @app.get("/embed")
+    def embed():
+        # The widget in an iframe (web/embed.html); the query string carries its settings.
+        return FileResponse(settings.web_dir / "embed.html", headers={"Cache-Control": REVALIDATE})
 
     @app.get("/api/models")
     def models():
