@@ -74,7 +74,13 @@ export class Runtime extends EventTarget {
     const t0 = performance.now();
     const [image, text] = await Promise.all(
       ['image', 'text'].map((part) =>
-        this.ort.call('loadModel', { key: `${manifest.id}:${part}`, spec: manifest[part], backend }),
+        this.ort.call('loadModel', {
+          key: `${manifest.id}:${part}`,
+          // Manifest URLs may be relative to this server; a worker started from a blob URL (on
+          // another site's page) has no base to resolve them against, so resolve them here.
+          spec: { ...manifest[part], url: new URL(manifest[part].url, this.base).href },
+          backend,
+        }),
       ),
     );
     this.timings.model_load_ms = performance.now() - t0;

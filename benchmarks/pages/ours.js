@@ -1,0 +1,82 @@
+// Benchmark page for this project, through the public client API (web/js/clip.js):
+//   ours.html?model=ID&threads=N&image=NAME[&start=overlapped]
+// start=overlapped boots through Runtime.start({ model }) (what the start page does: the model
+// download overlaps Pyodide's boot) instead of createClip, to show what that order gains.
+
+import { createClip, resolveModel, ClipClient } from '/js/clip.js';
+import { Runtime } from '/js/runtime.js';
+import { params, setState, installBench, runStartup } from './bench-common.js';
+
+const threads = Number(params.get('threads') || 0);
+let clip = null;
+
+function rows(tensor) {
+  const [n, d] = tensor.dims;
+  return Array.from({ length: n }, (_, i) => tensor.data.slice(i * d, (i + 1) * d));
+}
+
+const adapter = {
+  async embedImage(blob) {
+    const r = await clip.embedImage(blob, { details: true });
+    return { embedding: r.embedding, preprocess_ms: r.timings.preprocess_ms, inference_ms: r.timings.inference_ms };
+  },
+  async embedText(text) {
+    const r = await clip.embedText(text, { details: true });
+    return { embedding: r.embeddings, tokenize_ms: r.timings.tokenize_ms, inference_ms: r.timings.inference_ms };
+  },
+  async embedTexts(texts) {
+    const r = await clip.embedText(texts, { details: true });
+    return { embeddings: r.embeddings, ids: rows(r.inputIds) };
+  },
+};
+
+async function load() {
+  const call = performance.now();
+  if (params.get('start') === 'overlapped') {
+    const manifest = await resolveModel(params.get('model'));
+    const runtime = await Runtime.start({ backend: 'wasm', threads, model: manifest });
+    clip = new ClipClient({ runtime, manifest, modelInfo: runtime.models.get(manifest.id), release: () => runtime.dispose() });
+  } else {
+    clip = await createClip({ model: params.get('model'), backend: 'wasm', threads });
+  }
+  return { call };
+}
+
+async function details({ call }) {
+  const info = await clip.info();
+  const rt = info.timings; // ms since Runtime.start (about `call`)
+  const py = clip.runtime.python.timings; // durations inside the Python worker
+  const model = rt.model;
+  return {
+    call,
+    runtime: { pyodide_ready_ms: rt.pyodide_ready_ms, ort_ready_ms: rt.ort_ready_ms, ready_ms: rt.ready_ms, model_load_ms: rt.model_load_ms },
+    python: py,
+    model: {
+      download_ms: Math.max(model.image.download_ms, model.text.download_ms),
+      session_ms: Math.max(model.image.session_ms, model.text.session_ms),
+      image: model.image,
+      text: model.text,
+    },
+    cached: info.cached,
+    threads: info.threads,
+    backend: info.backend,
+    crossOriginIsolated: info.crossOriginIsolated,
+    versions: info.versions,
+  };
+}
+
+async function main() {
+  const startup = await runStartup({
+    load,
+    firstImage: (blob) => adapter.embedImage(blob),
+    firstText: (text) => adapter.embedText(text),
+    details,
+  });
+  installBench(adapter, startup);
+  setState('ready');
+}
+
+main().catch((err) => {
+  console.error(err);
+  setState('error', `Error: ${err?.message ?? err}`);
+});

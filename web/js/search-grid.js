@@ -1,0 +1,180 @@
+// The result grid: thumbnails sorted by score, built so a 10,000-image folder scrolls smoothly.
+// - Cards are added a page at a time when a sentinel below the grid comes near the viewport, so
+//   the DOM holds what was scrolled past, not the whole folder.
+// - A thumbnail gets an object URL only while its card is near the viewport; the URL is revoked
+//   (and the <img> emptied) once it scrolls away, so decoded images and blob handles do not pile up.
+
+const PAGE = 120;
+const NEAR = '600px 0px';
+
+export class ResultGrid {
+  constructor(container, sentinel, { onOpen = () => {}, onMore = () => {} } = {}) {
+    this.container = container;
+    this.sentinel = sentinel;
+    this.onOpen = onOpen;
+    this.onMore = onMore;
+    this.rows = [];
+    this.shown = 0;
+    this.cards = new Map(); // item -> card on show
+    this.rowOf = new WeakMap(); // card -> its row
+    this.urls = new Map(); // <img> -> object URL
+    this.thumbs = new IntersectionObserver((entries) => this.onThumbs(entries), { rootMargin: NEAR });
+    this.pager = new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting)) this.appendPage();
+    }, { rootMargin: NEAR });
+    this.pager.observe(sentinel);
+    container.addEventListener('click', (e) => this.onClick(e));
+  }
+
+  get liveUrls() {
+    return this.urls.size;
+  }
+
+  // rows: [{ item, score?, scoreText?, label? }], already sorted and filtered. Cards of items
+  // already on show are moved, not rebuilt, so a refresh while indexing does not reload (and
+  // flash) their thumbnails.
+  show(rows) {
+    const count = Math.min(rows.length, Math.max(PAGE, this.shown));
+    const next = new Map();
+    const ordered = [];
+    for (let k = 0; k < count; k++) {
+      const row = rows[k];
+      let card = this.cards.get(row.item);
+      if (card) this.fill(card, row, k);
+      else card = this.card(row, k);
+      next.set(row.item, card);
+      ordered.push(card);
+    }
+    for (const [item, card] of this.cards) if (!next.has(item)) this.drop(card);
+    this.cards = next;
+    this.rows = rows;
+    this.shown = count;
+    this.container.replaceChildren(...ordered);
+    this.repage();
+  }
+
+  clear() {
+    this.show([]);
+  }
+
+  drop(card) {
+    const img = card.querySelector('img');
+    if (!img) return;
+    this.thumbs.unobserve(img);
+    this.release(img);
+  }
+
+  release(img) {
+    const url = this.urls.get(img);
+    if (!url) return;
+    img.removeAttribute('src');
+    URL.revokeObjectURL(url);
+    this.urls.delete(img);
+  }
+
+  appendPage() {
+    if (this.shown >= this.rows.length) return;
+    const end = Math.min(this.rows.length, this.shown + PAGE);
+    const fragment = document.createDocumentFragment();
+    for (let k = this.shown; k < end; k++) {
+      const card = this.card(this.rows[k], k);
+      this.cards.set(this.rows[k].item, card);
+      fragment.append(card);
+    }
+    this.shown = end;
+    this.container.append(fragment);
+    this.repage();
+  }
+
+  // The sentinel may still be in view (tall screen, few rows per page): observing it again makes
+  // the observer report it once more, which loads the next page.
+  repage() {
+    this.pager.unobserve(this.sentinel);
+    this.pager.observe(this.sentinel);
+  }
+
+  card(row, rank) {
+    const { item } = row;
+    const card = document.createElement('figure');
+    card.className = 'card';
+    card.dataset.id = String(item.id);
+    card.dataset.path = item.path;
+    const thumb = document.createElement('button');
+    thumb.type = 'button';
+    thumb.className = 'thumb';
+    thumb.title = item.path;
+    thumb.setAttribute('aria-label', `Open ${item.path}`);
+    if (item.file) {
+      const img = document.createElement('img');
+      img.alt = '';
+      img.decoding = 'async';
+      thumb.append(img);
+      this.thumbs.observe(img);
+    } else {
+      // An imported index without its folder: the name stands in for the picture.
+      const ph = document.createElement('span');
+      ph.className = 'placeholder';
+      ph.textContent = item.path.split('/').pop();
+      thumb.append(ph);
+    }
+    const caption = document.createElement('figcaption');
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = item.path.split('/').pop();
+    name.title = item.path;
+    const more = document.createElement('button');
+    more.type = 'button';
+    more.className = 'more';
+    more.textContent = 'More like this';
+    caption.append(name, more);
+    card.append(thumb, caption);
+    this.fill(card, row, rank);
+    return card;
+  }
+
+  // The parts of a card that change with the query: rank, score, label.
+  fill(card, row, rank) {
+    this.rowOf.set(card, row);
+    card.dataset.rank = String(rank);
+    if (row.score !== undefined) card.dataset.score = String(row.score);
+    else delete card.dataset.score;
+    const thumb = card.firstChild;
+    thumb.querySelectorAll('.score, .label-badge').forEach((el) => el.remove());
+    if (row.scoreText) {
+      const score = document.createElement('span');
+      score.className = 'score';
+      score.textContent = row.scoreText;
+      thumb.append(score);
+    }
+    if (row.label) {
+      const label = document.createElement('span');
+      label.className = 'label-badge';
+      label.textContent = row.label;
+      thumb.append(label);
+    }
+  }
+
+  onThumbs(entries) {
+    for (const e of entries) {
+      const img = e.target;
+      const card = img.closest('.card');
+      if (e.isIntersecting) {
+        if (this.urls.has(img)) continue;
+        const row = card && this.rowOf.get(card);
+        if (!row?.item.file) continue;
+        const url = URL.createObjectURL(row.item.file);
+        this.urls.set(img, url);
+        img.src = url;
+      } else this.release(img);
+    }
+  }
+
+  onClick(e) {
+    const card = e.target.closest('.card');
+    if (!card) return;
+    const row = this.rowOf.get(card);
+    if (!row) return;
+    if (e.target.closest('.more')) this.onMore(row.item);
+    else if (e.target.closest('.thumb')) this.onOpen(row);
+  }
+}

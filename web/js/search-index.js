@@ -1,0 +1,409 @@
+// The search page's index: a collection of image files, their embeddings, and the pipeline that
+// makes them. No DOM here: the page listens to 'progress' / 'open' / 'done' events.
+//
+// Pipeline. Preprocessing runs in the Pyodide worker, inference in the onnxruntime worker, so the
+// two overlap when both have work: while one batch is in the model, the next files are read and
+// decoded. A small bounded queue (queueSize preprocess calls in flight or waiting) keeps the model
+// fed without reading a large folder into memory; whatever is ready when the model frees up goes
+// in as one batch (up to maxBatch; the models have a dynamic batch axis).
+//
+// Cache. Every embedding (and every decode failure) goes to IndexedDB under model id + path +
+// size + last-modified (search-store.js), so reopening a folder embeds only new or changed files.
+
+import { SearchStore, recordKey, rootOf } from './search-store.js';
+import { classify, collectionRoot } from './search-files.js';
+import { unit, floatsToBase64, base64ToFloats } from './search-query.js';
+
+export const INDEX_FORMAT = 'clip-web-search-index';
+
+// Failures that say something about the file (Python's exception types), worth caching; anything
+// else (a worker restarting, a model switch) is retried next time.
+const FILE_ERROR = /Error$/;
+
+const yieldToPage = () => new Promise((r) => setTimeout(r, 0));
+
+function keyString(model, item) {
+  return JSON.stringify(recordKey(model, item.path, item.size, item.lastModified));
+}
+
+export class SearchIndex extends EventTarget {
+  constructor({ store = null, queueSize = 4, maxBatch = 4 } = {}) {
+    super();
+    this.storePromise = store ? Promise.resolve(store) : SearchStore.open();
+    this.queueSize = queueSize;
+    this.maxBatch = maxBatch;
+    this.clip = null;
+    this.items = []; // { id, path, size, lastModified, file, status, embedding, unit, reason, source }
+    this.skipped = []; // files that are not images: { path, reason }
+    this.root = '';
+    this.name = '';
+    this.state = 'empty'; // empty | waiting (no model yet) | indexing | cancelled | done
+    this.opened = 0; // collections opened this session
+    this.embedded = 0; // images through the image encoder this session
+    this.runs = 0; // image-encoder calls (batches) this session
+    this.token = null;
+    this.task = Promise.resolve();
+    this.writing = Promise.resolve();
+    this.textCache = new Map();
+    this.rate = { times: [], start: 0, startEmbedded: 0 };
+  }
+
+  get modelId() {
+    return this.clip?.manifest.id ?? null;
+  }
+
+  emit(name, detail = {}) {
+    this.dispatchEvent(new CustomEvent(name, { detail }));
+  }
+
+  // A model is ready (first load or a switch): embeddings of another model no longer apply.
+  async attach(clip) {
+    await this.stop();
+    const changed = this.modelId !== clip.manifest.id;
+    this.clip = clip;
+    if (changed) {
+      this.textCache.clear();
+      // An imported index belongs to its model: items without a file cannot be embedded again.
+      this.items = this.items.filter((i) => i.file);
+      this.items.forEach((item, id) => {
+        item.id = id;
+        this.reset(item);
+      });
+    }
+    if (this.items.length) this.start();
+  }
+
+  async detach() {
+    await this.stop();
+    this.clip = null;
+    if (this.items.length) this.setState('waiting');
+  }
+
+  reset(item) {
+    item.status = 'pending';
+    item.embedding = null;
+    item.unit = null;
+    item.reason = null;
+    item.source = null;
+  }
+
+  setState(state) {
+    this.state = state;
+    this.emit('progress', this.progress());
+  }
+
+  // entries: from search-files.js. Replaces the collection and starts indexing it.
+  async open(entries, { name = null } = {}) {
+    await this.stop();
+    const { images, skipped } = classify(entries);
+    this.root = collectionRoot(entries);
+    this.name = name ?? (this.root || `${images.length} files`);
+    this.items = images.map((e, id) => ({ id, path: e.path, size: e.size, lastModified: e.lastModified, file: e.file }));
+    this.items.forEach((item) => this.reset(item));
+    this.skipped = skipped;
+    this.opened += 1;
+    this.emit('open', { name: this.name });
+    if (this.clip) this.start();
+    else this.setState('waiting');
+    return this.task;
+  }
+
+  start() {
+    if (!this.clip) return this.task;
+    const token = { cancelled: false };
+    this.token = token;
+    const previous = this.task;
+    this.task = previous.then(() => this.run(token)).catch((err) => {
+      console.error(err);
+      this.emit('error', { message: err.message });
+      if (this.token === token) this.setState('cancelled');
+    });
+    return this.task;
+  }
+
+  // Stops after the batch in the model (it cannot be interrupted); decoded images not yet in
+  // the model are dropped and stay pending, so resume() picks them up, each exactly once.
+  cancel() {
+    if (this.token) this.token.cancelled = true;
+    return this.task;
+  }
+
+  resume() {
+    if (this.state === 'indexing') return this.task;
+    return this.start();
+  }
+
+  async stop() {
+    await this.cancel();
+    await this.writing;
+  }
+
+  async run(token) {
+    const clip = this.clip;
+    const model = clip.manifest.id;
+    const store = await this.storePromise;
+    this.setState('indexing');
+    this.rate = { times: [], start: performance.now(), startEmbedded: this.embedded };
+
+    // 1. The cache: everything already embedded (or known to fail) for this model.
+    const lookup = this.items.filter((i) => i.status === 'pending' && i.source !== 'checked');
+    const records = await store.getMany(lookup.map((i) => recordKey(model, i.path, i.size, i.lastModified)));
+    if (token.cancelled) return this.finish(token);
+    lookup.forEach((item, k) => {
+      const r = records[k];
+      if (r?.embedding) this.setEmbedding(item, r.embedding, 'cache');
+      else if (r?.error) this.fail(item, r.error, 'cache');
+      else item.source = 'checked';
+    });
+    this.emit('progress', this.progress());
+
+    // 2. The pipeline over the rest.
+    const todo = this.items.filter((i) => i.status === 'pending');
+    await this.pipeline(todo, token, clip, store);
+    return this.finish(token, store, model);
+  }
+
+  async pipeline(todo, token, clip, store) {
+    const { runtime, manifest } = clip;
+    const ready = []; // { item, tensor }
+    let inflight = 0;
+    let next = 0;
+    let wake = null;
+    const notify = () => {
+      const w = wake;
+      wake = null;
+      w?.();
+    };
+    const fill = () => {
+      while (!token.cancelled && next < todo.length && inflight + ready.length < this.queueSize) {
+        const item = todo[next++];
+        inflight += 1;
+        this.prepare(item, runtime, manifest)
+          .then(
+            (tensor) => ready.push({ item, tensor }),
+            (err) => this.fail(item, err.message, null, FILE_ERROR.test(err.code ?? '') ? store : null, manifest.id),
+          )
+          .finally(() => {
+            inflight -= 1;
+            notify();
+          });
+      }
+    };
+    for (;;) {
+      fill();
+      if (token.cancelled) break;
+      if (ready.length === 0) {
+        if (inflight === 0 && next >= todo.length) break;
+        await new Promise((r) => (wake = r));
+        continue;
+      }
+      const batch = ready.splice(0, this.maxBatch);
+      fill(); // the next files decode while this batch is in the model
+      await this.infer(batch, runtime, manifest.id, store);
+    }
+    // Cancelled: let the decodes in flight settle (their results are dropped) so a resume does
+    // not race them.
+    while (inflight > 0) await new Promise((r) => (wake = r));
+  }
+
+  async prepare(item, runtime, manifest) {
+    let bytes;
+    try {
+      bytes = new Uint8Array(await item.file.arrayBuffer());
+    } catch (err) {
+      throw Object.assign(new Error(`could not read the file (${err.name || err.message})`), { code: 'read_failed' });
+    }
+    return runtime.preprocess(bytes, manifest);
+  }
+
+  async infer(batch, runtime, model, store) {
+    const n = batch.length;
+    const first = batch[0].tensor;
+    let data = first.data;
+    if (n > 1) {
+      data = new Float32Array(n * first.data.length);
+      batch.forEach((b, i) => data.set(b.tensor.data, i * first.data.length));
+    }
+    let out;
+    try {
+      out = await runtime.run(model, 'image', { data, dims: [n, ...first.dims.slice(1)] });
+    } catch (err) {
+      for (const { item } of batch) this.fail(item, `the model failed on it: ${err.message}`);
+      return;
+    }
+    this.runs += 1;
+    this.embedded += n;
+    const d = out.dims[1];
+    const records = [];
+    const now = performance.now();
+    batch.forEach(({ item }, i) => {
+      const embedding = out.data.slice(i * d, (i + 1) * d);
+      if (this.modelId === model) this.setEmbedding(item, embedding, 'model');
+      this.rate.times.push(now);
+      records.push({ model, path: item.path, size: item.size, mtime: item.lastModified, root: rootOf(item.path), embedding, error: null });
+    });
+    this.rate.times = this.rate.times.slice(-64);
+    this.persist(store, records);
+    this.emit('progress', this.progress());
+  }
+
+  // IndexedDB writes are queued, not awaited: the next batch does not wait on the disk.
+  persist(store, records) {
+    this.writing = this.writing.then(() => store.putMany(records)).catch((err) => console.warn('cache write failed', err));
+  }
+
+  setEmbedding(item, embedding, source) {
+    item.embedding = embedding;
+    item.unit = Float32Array.from(unit(embedding));
+    item.status = 'done';
+    item.reason = null;
+    item.source = source;
+  }
+
+  fail(item, reason, source = null, store = null, model = null) {
+    item.status = 'failed';
+    item.reason = reason;
+    item.source = source;
+    if (store) {
+      this.persist(store, [{ model, path: item.path, size: item.size, mtime: item.lastModified, root: rootOf(item.path), embedding: null, error: reason }]);
+    }
+    this.emit('progress', this.progress());
+  }
+
+  async finish(token, store = null, model = null) {
+    if (this.token !== token) return; // superseded: the newer run reports
+    const complete = !token.cancelled && this.items.every((i) => i.status !== 'pending');
+    this.setState(complete ? 'done' : 'cancelled');
+    this.emit('done', this.progress());
+    // A complete pass over a folder: drop cached entries of files that changed or went away.
+    if (complete && store && this.root && this.items.every((i) => i.file)) {
+      const keep = new Set(this.items.map((i) => keyString(model, i)));
+      this.writing = this.writing.then(() => store.prune(model, this.root, keep)).catch(() => {});
+    }
+  }
+
+  progress() {
+    const total = this.items.length;
+    let done = 0;
+    let failed = 0;
+    let cached = 0;
+    for (const i of this.items) {
+      if (i.status !== 'pending') done += 1;
+      if (i.status === 'failed') failed += 1;
+      if (i.status === 'done' && i.source === 'cache') cached += 1;
+    }
+    // Images per second over the last few dozen images: follows the current speed, not the start.
+    const t = this.rate.times;
+    let rate = 0;
+    if (t.length >= 2) rate = (t.length - 1) / ((t[t.length - 1] - t[0]) / 1000);
+    else if (t.length === 1 && t[0] > this.rate.start) rate = 1 / ((t[0] - this.rate.start) / 1000);
+    const left = total - done;
+    return { state: this.state, total, done, failed, cached, left, rate, eta: rate > 0 && left > 0 ? left / rate : null };
+  }
+
+  stats() {
+    const p = this.progress();
+    const failed = this.items.filter((i) => i.status === 'failed').map((i) => ({ path: i.path, reason: i.reason }));
+    return {
+      state: this.state,
+      name: this.name,
+      root: this.root,
+      model: this.modelId,
+      opened: this.opened,
+      total: p.total,
+      indexed: this.items.filter((i) => i.status === 'done').length,
+      pending: p.left,
+      cached: p.cached,
+      embedded: this.embedded,
+      runs: this.runs,
+      skipped: [...this.skipped, ...failed].sort((a, b) => (a.path < b.path ? -1 : 1)),
+      rate: p.rate,
+    };
+  }
+
+  // Text prompts -> raw embeddings, one batched model call for the prompts not seen before.
+  async embedTexts(texts) {
+    const model = this.modelId;
+    const missing = [...new Set(texts.filter((t) => !this.textCache.has(`${model}\n${t}`)))];
+    if (missing.length) {
+      const embeds = await this.clip.embedText(missing);
+      missing.forEach((t, i) => this.textCache.set(`${model}\n${t}`, embeds[i]));
+    }
+    return texts.map((t) => this.textCache.get(`${model}\n${t}`));
+  }
+
+  async forget() {
+    await this.stop();
+    const store = await this.storePromise;
+    const removed = this.items.length || this.skipped.length ? await store.forgetRoot(this.root) : 0;
+    this.items = [];
+    this.skipped = [];
+    this.root = '';
+    this.name = '';
+    this.setState('empty');
+    this.emit('open', { name: '' });
+    return removed;
+  }
+
+  // -> Blob of JSON: { format, version, model, embed_dim, root, items: [{ path, size,
+  // lastModified, embedding: base64 little-endian float32 }], skipped }.
+  async exportIndex() {
+    const done = this.items.filter((i) => i.status === 'done');
+    const parts = [];
+    const head = {
+      format: INDEX_FORMAT, version: 1, model: this.modelId, embed_dim: done[0]?.embedding.length ?? 0,
+      name: this.name, root: this.root, created: new Date().toISOString(), count: done.length,
+      skipped: this.stats().skipped,
+    };
+    parts.push(JSON.stringify(head).slice(0, -1), ',"items":[');
+    for (let k = 0; k < done.length; k++) {
+      const i = done[k];
+      const row = { path: i.path, size: i.size, lastModified: i.lastModified, embedding: floatsToBase64(i.embedding) };
+      parts.push((k ? ',' : '') + JSON.stringify(row));
+      if (k % 500 === 499) await yieldToPage(); // base64 of 10,000 embeddings takes a while
+    }
+    parts.push(']}');
+    return new Blob(parts, { type: 'application/json' });
+  }
+
+  // Blob/File/string/object from exportIndex. The imported items become the collection; files
+  // of the open folder with the same path, size and date are kept, so thumbnails still show.
+  // The embeddings also go to the cache, so opening the folder afterwards embeds nothing.
+  async importIndex(source) {
+    let data = source;
+    if (typeof Blob !== 'undefined' && source instanceof Blob) data = await source.text();
+    if (typeof data === 'string') data = JSON.parse(data);
+    if (!data || data.format !== INDEX_FORMAT || !Array.isArray(data.items)) {
+      throw new Error('not a clip-web search index (expected the JSON that "Export index" writes)');
+    }
+    if (this.modelId && data.model !== this.modelId) {
+      throw new Error(`this index was made with the model "${data.model}", but "${this.modelId}" is loaded: choose that model first`);
+    }
+    await this.stop();
+    const files = new Map(this.items.filter((i) => i.file).map((i) => [`${i.path}\n${i.size}\n${i.lastModified}`, i.file]));
+    const items = [];
+    for (let k = 0; k < data.items.length; k++) {
+      const row = data.items[k];
+      const embedding = base64ToFloats(row.embedding);
+      const item = { id: k, path: row.path, size: row.size, lastModified: row.lastModified };
+      item.file = files.get(`${row.path}\n${row.size}\n${row.lastModified}`) ?? null;
+      this.setEmbedding(item, embedding, 'import');
+      items.push(item);
+      if (k % 500 === 499) await yieldToPage();
+    }
+    const store = await this.storePromise;
+    await store.putMany(items.map((i) => ({
+      model: data.model, path: i.path, size: i.size, mtime: i.lastModified, root: rootOf(i.path), embedding: i.embedding, error: null,
+    })));
+    const failed = new Set(items.map((i) => i.path));
+    this.items = items;
+    this.skipped = (data.skipped ?? []).filter((s) => !failed.has(s.path));
+    this.root = data.root ?? collectionRoot(items);
+    this.name = data.name || this.root || 'imported index';
+    this.opened += 1;
+    this.emit('open', { name: this.name, imported: true });
+    this.setState('done');
+    this.emit('done', this.progress());
+    return this.stats();
+  }
+}

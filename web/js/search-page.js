@@ -1,0 +1,588 @@
+// The search page: open a folder, index it (search-index.js), then search it by text, by example
+// or sort it into labels (search-query.js), with the results in a lazy thumbnail grid
+// (search-grid.js). Images never leave the page: files are read here and handed to the workers.
+//
+// Tests and scripts drive it through window.search (see the bottom of this file).
+
+import { setupPage, download, setState } from './page-controls.js';
+import { SearchIndex } from './search-index.js';
+import { ResultGrid } from './search-grid.js';
+import { entriesFromFiles, entriesFromDirectoryHandle, entriesFromDataTransfer } from './search-files.js';
+import { splitPrompts, combineQuery, rank, zeroShot, byScore } from './search-query.js';
+
+const $ = (sel) => document.querySelector(sel);
+const params = new URLSearchParams(location.search);
+const positiveInt = (v, fallback) => Math.max(1, Number.parseInt(v ?? '', 10) || fallback);
+
+// ?batch= and ?queue= let the benchmark try other pipeline shapes; the defaults are what it chose.
+const index = new SearchIndex({ queueSize: positiveInt(params.get('queue'), 4), maxBatch: positiveInt(params.get('batch'), 4) });
+
+const view = {
+  query: null, // { texts, negatives, example, q, ranking: [{ item, score }] }
+  labels: null, // { names, embeds, zs: Map(item -> { label, prob }) }
+  labelFilter: -1,
+  minScore: null,
+  rows: [],
+};
+
+let clipReady = deferred();
+let lightboxRow = null;
+let runStarted = 0;
+let lastRunMs = 0;
+
+function deferred() {
+  let resolve;
+  const promise = new Promise((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+const grid = new ResultGrid($('#grid'), $('#grid-sentinel'), {
+  onOpen: (row) => openLightbox(row),
+  onMore: (item) => moreLike(item).catch(showError),
+});
+
+function showError(err) {
+  console.warn(err);
+  $('#search-error').textContent = err ? String(err.message ?? err) : '';
+}
+
+// ------------------------------------------------------------------------------------------------
+// Opening folders
+// ------------------------------------------------------------------------------------------------
+
+async function openEntries(entries, name) {
+  showError(null);
+  clearView();
+  return index.open(entries, { name });
+}
+
+async function openFolder() {
+  if (!window.showDirectoryPicker) {
+    $('#folder-input').click(); // browsers without the File System Access API
+    return;
+  }
+  let handle;
+  try {
+    handle = await window.showDirectoryPicker({ id: 'clip-web-search', mode: 'read' });
+  } catch (err) {
+    if (err.name !== 'AbortError') showError(err);
+    return;
+  }
+  $('#index-status').textContent = 'Listing the folder…';
+  $('#collection').hidden = false;
+  const entries = await entriesFromDirectoryHandle(handle, (n) => {
+    $('#index-status').textContent = `Listing the folder… ${n} files`;
+  });
+  await openEntries(entries, handle.name);
+}
+
+function wireInputs() {
+  $('#open-folder').addEventListener('click', () => openFolder().catch(showError));
+  for (const sel of ['#folder-input', '#files-input']) {
+    $(sel).addEventListener('change', (e) => {
+      const entries = entriesFromFiles(e.target.files);
+      e.target.value = ''; // choosing the same folder again must fire 'change' again
+      if (entries.length) openEntries(entries).catch(showError);
+    });
+  }
+  $('#import-input').addEventListener('change', async (e) => {
+    const file = e.target.files[0];
+    e.target.value = '';
+    if (!file) return;
+    try {
+      clearView();
+      await index.importIndex(file);
+    } catch (err) {
+      showError(err);
+    }
+  });
+  // The whole page takes drops: folders (webkitGetAsEntry) and loose files.
+  const zone = $('#drop-zone');
+  document.addEventListener('dragover', (e) => {
+    if (![...(e.dataTransfer?.types ?? [])].includes('Files')) return;
+    e.preventDefault();
+    zone.classList.add('over');
+  });
+  document.addEventListener('dragleave', (e) => {
+    if (!e.relatedTarget) zone.classList.remove('over');
+  });
+  document.addEventListener('drop', (e) => {
+    if (!e.dataTransfer?.items?.length) return;
+    e.preventDefault();
+    zone.classList.remove('over');
+    entriesFromDataTransfer(e.dataTransfer) // reads the items synchronously, walks folders after
+      .then((entries) => (entries.length ? openEntries(entries) : showError(new Error('Nothing to index in what was dropped.'))))
+      .catch(showError);
+  });
+  $('#cancel-index').addEventListener('click', () => index.cancel());
+  $('#resume-index').addEventListener('click', () => index.resume());
+  $('#export-index').addEventListener('click', async () => {
+    try {
+      download(await index.exportIndex(), `${(index.name || 'images').replace(/[^\w.-]+/g, '_')}.clip-index.json`);
+    } catch (err) {
+      showError(err);
+    }
+  });
+  $('#forget').addEventListener('click', () => forget().catch(showError));
+
+  $('#query-form').addEventListener('submit', () => queryFromUi().catch(showError));
+  $('#prompt').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey) {
+      e.preventDefault();
+      queryFromUi().catch(showError);
+    }
+  });
+  $('#clear-query').addEventListener('click', () => {
+    $('#prompt').value = '';
+    $('#negative').value = '';
+    view.query = null;
+    view.minScore = null;
+    renderExample();
+    render();
+  });
+  $('#example-clear').addEventListener('click', () => {
+    const texts = $('#prompt').value;
+    view.query = null;
+    renderExample();
+    if (splitPrompts(texts).length) queryFromUi().catch(showError);
+    else render();
+  });
+  $('#labels-form').addEventListener('submit', () => labelsFromUi().catch(showError));
+  $('#clear-labels').addEventListener('click', () => {
+    $('#labels').value = '';
+    view.labels = null;
+    view.labelFilter = -1;
+    renderLabelFilter();
+    render();
+  });
+  $('#min-score').addEventListener('input', (e) => {
+    view.minScore = Number(e.target.value);
+    scheduleRender();
+  });
+  $('#lightbox-close').addEventListener('click', () => $('#lightbox').close());
+  $('#lightbox').addEventListener('close', () => {
+    const img = $('#lightbox-image');
+    if (img.src) URL.revokeObjectURL(img.src);
+    img.removeAttribute('src');
+    lightboxRow = null;
+  });
+  $('#lightbox').addEventListener('click', (e) => {
+    if (e.target === e.currentTarget) e.currentTarget.close(); // a click on the backdrop
+  });
+  $('#lightbox-more').addEventListener('click', () => {
+    const item = lightboxRow?.item;
+    $('#lightbox').close();
+    if (item) moreLike(item).catch(showError);
+  });
+}
+
+async function forget() {
+  clearView();
+  await index.forget();
+  $('#prompt').value = '';
+  $('#negative').value = '';
+}
+
+function clearView() {
+  view.query = null;
+  view.labelFilter = -1;
+  view.minScore = null;
+  if (view.labels) view.labels.zs = new Map();
+  renderExample();
+}
+
+// ------------------------------------------------------------------------------------------------
+// Queries
+// ------------------------------------------------------------------------------------------------
+
+function findItem({ exampleId, examplePath }) {
+  if (exampleId !== undefined && exampleId !== null) return index.items.find((i) => i.id === Number(exampleId)) ?? null;
+  if (examplePath) return index.items.find((i) => i.path === examplePath) ?? null;
+  return null;
+}
+
+// { text, negative, exampleId | examplePath } -> [{ id, path, score }], best first.
+async function runQuery(spec = {}) {
+  await clipReady.promise;
+  showError(null);
+  const texts = splitPrompts(spec.text);
+  const negatives = splitPrompts(spec.negative);
+  const example = findItem(spec);
+  if ((spec.exampleId ?? spec.examplePath) != null && !example?.embedding) {
+    throw new Error('that image is not in the index (yet)');
+  }
+  $('#prompt').value = texts.join('\n');
+  $('#negative').value = negatives.join('; ');
+  if (!texts.length && !negatives.length && !example) {
+    view.query = null;
+    renderExample();
+    render();
+    return [];
+  }
+  const embeds = await index.embedTexts([...texts, ...negatives]); // one model call
+  const positives = [...embeds.slice(0, texts.length), ...(example ? [example.embedding] : [])];
+  const q = combineQuery(positives, embeds.slice(texts.length));
+  view.query = { texts, negatives, example, q, ranking: null };
+  view.minScore = null;
+  renderExample();
+  render();
+  return view.query.ranking.map(({ item, score }) => ({ id: item.id, path: item.path, score }));
+}
+
+function queryFromUi() {
+  return runQuery({ text: $('#prompt').value, negative: $('#negative').value, exampleId: view.query?.example?.id });
+}
+
+function moreLike(item) {
+  window.scrollTo({ top: $('#query-panel').offsetTop - 8, behavior: 'smooth' });
+  return runQuery({ exampleId: item.id });
+}
+
+function renderExample() {
+  const example = view.query?.example;
+  const box = $('#example');
+  const thumb = $('#example-thumb');
+  if (thumb.src) URL.revokeObjectURL(thumb.src);
+  thumb.removeAttribute('src');
+  box.hidden = !example;
+  if (!example) return;
+  $('#example-name').textContent = example.path.split('/').pop();
+  if (example.file) thumb.src = URL.createObjectURL(example.file);
+}
+
+// labels (array or one per line) -> [{ id, path, label, prob }], the best label of every image.
+async function runLabels(labels) {
+  await clipReady.promise;
+  showError(null);
+  const names = [...new Set((Array.isArray(labels) ? labels : String(labels ?? '').split('\n')).map((l) => String(l).trim()).filter(Boolean))];
+  $('#labels').value = names.join('\n');
+  if (!names.length) {
+    view.labels = null;
+    view.labelFilter = -1;
+    renderLabelFilter();
+    render();
+    return [];
+  }
+  const embeds = await index.embedTexts(names);
+  view.labels = { names, embeds, zs: new Map() };
+  view.labelFilter = -1;
+  view.minScore = null;
+  await updateZeroShot();
+  render();
+  return index.items
+    .filter((i) => view.labels.zs.has(i))
+    .map((i) => ({ id: i.id, path: i.path, label: names[view.labels.zs.get(i).label], prob: view.labels.zs.get(i).prob }));
+}
+
+function labelsFromUi() {
+  return runLabels($('#labels').value);
+}
+
+// Zero-shot for the images that do not have it yet, a slice at a time: labels x 512 x 10,000
+// images is tens of millions of multiply-adds, too long for one main-thread task.
+async function updateZeroShot() {
+  const labels = view.labels;
+  if (!labels) return;
+  const todo = index.items.filter((i) => i.status === 'done' && !labels.zs.has(i));
+  for (let start = 0; start < todo.length; start += 1000) {
+    const slice = todo.slice(start, start + 1000);
+    zeroShot(slice, labels.embeds).forEach((z, k) => labels.zs.set(slice[k], z));
+    if (start + 1000 < todo.length) await new Promise((r) => setTimeout(r, 0));
+    if (view.labels !== labels) return;
+  }
+  renderLabelFilter();
+}
+
+function renderLabelFilter() {
+  const box = $('#label-filter');
+  if (!view.labels) {
+    box.replaceChildren();
+    return;
+  }
+  const counts = view.labels.names.map(() => 0);
+  for (const z of view.labels.zs.values()) counts[z.label] += 1;
+  const chip = (text, count, value) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'chip';
+    b.dataset.label = value < 0 ? '' : view.labels.names[value];
+    b.setAttribute('aria-pressed', String(view.labelFilter === value));
+    b.append(text, Object.assign(document.createElement('small'), { textContent: String(count) }));
+    b.addEventListener('click', () => {
+      view.labelFilter = value;
+      view.minScore = null;
+      renderLabelFilter();
+      render();
+    });
+    return b;
+  };
+  box.replaceChildren(chip('All', view.labels.zs.size, -1), ...view.labels.names.map((n, j) => chip(n, counts[j], j)));
+}
+
+const pct = (p) => `${(100 * p).toFixed(p >= 0.995 || p < 0.1 ? 1 : 0)}%`;
+
+function computeRows() {
+  const done = index.items.filter((i) => i.status === 'done');
+  const labels = view.labels;
+  let rows;
+  if (view.query) {
+    view.query.ranking = rank(done, view.query.q);
+    rows = view.query.ranking.map(({ item, score }) => ({ item, score, scoreText: score.toFixed(3) }));
+  } else if (labels) {
+    // Sorted into labels: label order, the most confident first within each.
+    rows = done.filter((i) => labels.zs.has(i)).map((item) => ({ item, score: labels.zs.get(item).prob }));
+    rows.sort((a, b) => labels.zs.get(a.item).label - labels.zs.get(b.item).label || byScore(a, b));
+    rows.forEach((r) => (r.scoreText = pct(r.score)));
+  } else {
+    rows = done.map((item) => ({ item }));
+  }
+  if (labels) {
+    for (const r of rows) {
+      const z = labels.zs.get(r.item);
+      if (!z) continue;
+      r.labelIndex = z.label;
+      r.label = view.query ? `${labels.names[z.label]} · ${pct(z.prob)}` : labels.names[z.label];
+    }
+    if (view.labelFilter >= 0) rows = rows.filter((r) => r.labelIndex === view.labelFilter);
+  }
+  return rows;
+}
+
+// The slider spans the scores on show, so it is useful for cosines (often 0.15..0.35 on trained
+// CLIP) and for label probabilities alike.
+function applyMinScore(rows) {
+  const slider = $('#min-score');
+  const scored = rows.filter((r) => r.score !== undefined);
+  if (!scored.length) {
+    slider.disabled = true;
+    $('#min-score-value').textContent = '—';
+    return rows;
+  }
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const r of scored) {
+    lo = Math.min(lo, r.score);
+    hi = Math.max(hi, r.score);
+  }
+  slider.disabled = false;
+  slider.min = String(Math.floor(lo * 1000) / 1000);
+  slider.max = String(Math.ceil(hi * 1000) / 1000);
+  const min = view.minScore ?? Number(slider.min);
+  slider.value = String(min);
+  $('#min-score-value').textContent = view.labels && !view.query ? `≥ ${pct(min)}` : `≥ ${min.toFixed(3)}`;
+  return view.minScore === null ? rows : rows.filter((r) => r.score >= view.minScore);
+}
+
+function render() {
+  renderPending = false;
+  const all = computeRows();
+  const rows = applyMinScore(all);
+  view.rows = rows;
+  grid.show(rows);
+  const total = index.items.filter((i) => i.status === 'done').length;
+  const what = view.query ? 'matching ' : '';
+  $('#result-count').textContent = index.items.length
+    ? `Showing ${rows.length.toLocaleString()} of ${total.toLocaleString()} ${what}image${total === 1 ? '' : 's'}`
+    : '';
+  const empty = $('#empty-state');
+  empty.hidden = rows.length > 0;
+  if (!index.items.length) empty.textContent = 'Open a folder to start: the page indexes it once, then every search is instant.';
+  else if (!total) empty.textContent = index.state === 'indexing' ? 'Indexing… results appear as images are embedded.' : 'No image in this folder could be read.';
+  else empty.textContent = 'No image passes the filters: lower the minimum score or choose another label.';
+  document.body.dataset.results = String(rows.length);
+}
+
+let renderPending = false;
+function scheduleRender() {
+  if (renderPending) return;
+  renderPending = true;
+  requestAnimationFrame(render);
+}
+
+// While indexing, results (and labels) catch up at most once a second: re-sorting on every
+// batch would rebuild the grid under the person's scroll.
+let refreshTimer = null;
+function scheduleRefresh() {
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(async () => {
+    refreshTimer = null;
+    await updateZeroShot();
+    scheduleRender();
+  }, 1000);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Progress and the collection bar
+// ------------------------------------------------------------------------------------------------
+
+function formatDuration(s) {
+  if (s < 1) return 'under a second';
+  if (s < 90) return `${Math.round(s)} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+let progressPending = false;
+function scheduleProgress() {
+  if (progressPending) return;
+  progressPending = true;
+  requestAnimationFrame(renderProgress);
+}
+
+function renderProgress() {
+  progressPending = false;
+  const p = index.progress();
+  const s = index.stats();
+  const has = p.total > 0 || s.skipped.length > 0;
+  $('#collection').hidden = !has && index.state === 'empty';
+  $('#drop-zone').classList.toggle('compact', has);
+  $('#collection-name').textContent = index.name || 'Files';
+  const chips = [`${p.total.toLocaleString()} image${p.total === 1 ? '' : 's'}`];
+  if (s.cached) chips.push(`${s.cached.toLocaleString()} from cache`);
+  if (s.skipped.length) chips.push(`${s.skipped.length} skipped`);
+  $('#collection-counts').replaceChildren(...chips.map((c) => Object.assign(document.createElement('span'), { className: 'chip static', textContent: c })));
+  const bar = $('#index-progress');
+  bar.max = Math.max(1, p.total);
+  bar.value = p.done;
+  const status = $('#index-status');
+  const indexing = index.state === 'indexing';
+  if (indexing) {
+    const rate = p.rate > 0 ? ` · ${p.rate.toFixed(p.rate < 10 ? 1 : 0)} images/s` : '';
+    const eta = p.eta !== null ? ` · about ${formatDuration(p.eta)} left` : '';
+    status.textContent = `${p.done.toLocaleString()} / ${p.total.toLocaleString()} images${rate}${eta}`;
+  } else if (index.state === 'cancelled') {
+    status.textContent = `Paused at ${p.done.toLocaleString()} / ${p.total.toLocaleString()}: resume to finish.`;
+  } else if (index.state === 'waiting') {
+    status.textContent = 'Waiting for the model…';
+  } else if (index.state === 'done') {
+    const fresh = p.total - p.cached - p.failed;
+    const took = lastRunMs && fresh > 0 ? ` in ${formatDuration(lastRunMs / 1000)}` : '';
+    status.textContent = `All ${p.total.toLocaleString()} images indexed${fresh > 0 ? `, ${fresh.toLocaleString()} embedded now${took}` : ''}${p.cached ? `, ${p.cached.toLocaleString()} from this browser's cache` : ''}.`;
+  } else status.textContent = '';
+  $('#indexing').classList.toggle('finished', index.state === 'done');
+  $('#cancel-index').hidden = !indexing;
+  $('#resume-index').hidden = index.state !== 'cancelled';
+  $('#export-index').disabled = s.indexed === 0;
+  if (indexing) document.body.dataset.indexing = 'true';
+  else delete document.body.dataset.indexing;
+  const skipped = $('#skipped');
+  skipped.hidden = s.skipped.length === 0;
+  $('#skipped-summary').textContent = `${s.skipped.length} file${s.skipped.length === 1 ? '' : 's'} skipped`;
+  if (skipped.open || $('#skipped-list').childElementCount !== s.skipped.length) {
+    $('#skipped-list').replaceChildren(
+      ...s.skipped.slice(0, 500).map((k) => {
+        const li = document.createElement('li');
+        const path = Object.assign(document.createElement('code'), { textContent: k.path });
+        li.append(path, ` — ${k.reason}`);
+        return li;
+      }),
+    );
+  }
+}
+
+index.addEventListener('progress', () => {
+  if (index.state === 'indexing' && !runStarted) runStarted = performance.now();
+  if (index.state !== 'indexing' && runStarted) {
+    lastRunMs = performance.now() - runStarted;
+    runStarted = 0;
+  }
+  scheduleProgress();
+  if (index.state === 'indexing') scheduleRefresh();
+});
+index.addEventListener('open', () => {
+  lastRunMs = 0;
+  scheduleProgress();
+  render();
+});
+index.addEventListener('done', () => {
+  scheduleProgress();
+  updateZeroShot().then(() => render());
+});
+index.addEventListener('error', (e) => showError(new Error(e.detail.message)));
+
+// ------------------------------------------------------------------------------------------------
+// Lightbox
+// ------------------------------------------------------------------------------------------------
+
+function openLightbox(row) {
+  const { item } = row;
+  lightboxRow = row;
+  const img = $('#lightbox-image');
+  if (img.src) URL.revokeObjectURL(img.src);
+  if (item.file) img.src = URL.createObjectURL(item.file);
+  else img.removeAttribute('src');
+  const parts = [item.path];
+  if (row.scoreText) parts.push(view.labels && !view.query ? `label confidence ${row.scoreText}` : `score ${row.scoreText}`);
+  if (row.label) parts.push(row.label);
+  $('#lightbox-caption').textContent = parts.join(' · ');
+  $('#lightbox').showModal();
+}
+
+// ------------------------------------------------------------------------------------------------
+// Start
+// ------------------------------------------------------------------------------------------------
+
+wireInputs();
+render();
+renderProgress();
+
+setupPage({
+  onLoad: async (clip) => {
+    await index.attach(clip);
+    clipReady.resolve(clip);
+    // A new model: prompts and labels are embedded again by it.
+    const pending = [];
+    if (view.query) pending.push(runQuery({ text: view.query.texts, negative: view.query.negatives }));
+    if (view.labels) pending.push(runLabels(view.labels.names));
+    await Promise.all(pending).catch(showError);
+  },
+  onUnload: () => {
+    clipReady = deferred();
+    index.detach();
+  },
+}).catch((err) => {
+  console.error(err);
+  setState('error');
+});
+
+// The page's API for tests and scripts. Every method waits for the model.
+window.search = {
+  index,
+  async indexFiles(files) {
+    await clipReady.promise;
+    await openEntries(entriesFromFiles(files));
+    return index.stats();
+  },
+  query: (spec) => runQuery(spec),
+  zeroShot: (labels) => runLabels(labels),
+  filterLabel(label) {
+    view.labelFilter = label === null || label === undefined ? -1 : view.labels?.names.indexOf(label) ?? -1;
+    view.minScore = null;
+    renderLabelFilter();
+    render();
+    return view.rows.map((r) => r.item.path);
+  },
+  setMinScore(value) {
+    view.minScore = value === null ? null : Number(value);
+    render();
+    return view.rows.length;
+  },
+  shown: () => view.rows.map((r) => ({ id: r.item.id, path: r.item.path, score: r.score })),
+  stats: () => ({ ...index.stats(), shown: view.rows.length, thumbnailUrls: grid.liveUrls }),
+  exportIndex: () => index.exportIndex(),
+  async importIndex(source) {
+    clearView();
+    return index.importIndex(source);
+  },
+  cancel: () => index.cancel().then(() => index.stats()),
+  resume: async () => {
+    await clipReady.promise;
+    await index.resume();
+    return index.stats();
+  },
+  forget: () => forget().then(() => index.stats()),
+  idle: () => index.task.then(() => index.stats()),
+  on(name, fn) {
+    index.addEventListener(name, (e) => fn(e.detail));
+  },
+};
