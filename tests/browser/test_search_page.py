@@ -254,6 +254,7 @@ def test_image_queries_rank_like_native(search, native):
 
 def test_zero_shot_labels(search, native):
     page = search.page
+    page.evaluate("search.query({})")  # no query: the grid is sorted by label, then confidence
     got = page.evaluate("labels => search.zeroShot(labels)", LABELS)
     probs = pyapp.zero_shot_probs(native.embeds, np.stack(native.text_embeds(LABELS)))  # (n, 4)
     expected = {p: (LABELS[int(np.argmax(row))], float(row.max())) for p, row in zip(native.paths, probs)}
@@ -350,7 +351,8 @@ def test_reload_and_reopen_embeds_only_changed_files(search, folder):
 def test_export_then_import_gives_identical_results(search, folder, native):
     page = search.page
     specs = [TEXT_QUERIES[1], TEXT_QUERIES[3], {"examplePath": native.paths[0]}]
-    before = [page.evaluate("s => search.query(s)", s) for s in specs]
+    ranked = "async s => (await search.query(s)).map(r => [r.path, r.score])"  # ids are per collection
+    before = [page.evaluate(ranked, s) for s in specs]
     exported = page.evaluate("async () => await (await search.exportIndex()).text()")
     data = json.loads(exported)
     assert data["format"] == "clip-web-search-index" and data["model"] == "tiny-reference"
@@ -368,7 +370,7 @@ def test_export_then_import_gives_identical_results(search, folder, native):
 
     imported = page.evaluate("text => search.importIndex(text)", exported)
     assert imported["indexed"] == stats["indexed"]
-    after = [page.evaluate("s => search.query(s)", s) for s in specs]
+    after = [page.evaluate(ranked, s) for s in specs]
     assert after == before  # same embeddings, same math: identical, not just close
 
     # The import also filled the cache: opening the folder now embeds nothing.

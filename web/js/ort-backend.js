@@ -86,7 +86,7 @@ export async function createSession(bytes, { backend, label }) {
     notices.push('WebGPU is not available in this browser; using wasm instead.');
     chosen = 'wasm';
   }
-  const options = (provider) => ({ executionProviders: [provider], graphOptimizationLevel: 'all' });
+  const options = (provider) => ({ executionProviders: [provider], graphOptimizationLevel: 'all', logSeverityLevel: 3 });
   try {
     const session = await ort.InferenceSession.create(bytes, options(chosen));
     return { session: new SerialSession(session, chosen), backend: chosen, notices };
