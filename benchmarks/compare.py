@@ -64,12 +64,15 @@ def log(msg: str) -> None:
 def settings(quick: bool, kinds=None) -> dict:
     threads = os.cpu_count() or 1
     if quick:
+        # Startup rounds for fp32 only; every run still gets one cold sample per contender from
+        # the cold load of its work pages.
         return dict(quick=True, kinds=list(kinds or ["tiny"]), dtypes=list(DTYPES), threads=threads,
-                    startup_rounds=1, startup_variants=["ours", "tjs", "native"],
+                    startup_rounds=1, startup_dtypes=["fp32"], startup_variants=["ours", "tjs", "native"],
                     latency_rounds=4, latency_per_round=5, throughput_images=20, throughput_chunks=2)
     return dict(quick=False, kinds=list(kinds or KINDS), dtypes=list(DTYPES), threads=threads,
-                startup_rounds=3, startup_variants=["ours", "ours_overlapped", "tjs", "native"],
-                latency_rounds=4, latency_per_round=6, throughput_images=100, throughput_chunks=4)
+                startup_rounds=3, startup_dtypes=list(DTYPES),
+                startup_variants=["ours", "ours_overlapped", "tjs", "native"],
+                latency_rounds=5, latency_per_round=6, throughput_images=100, throughput_chunks=4)
 
 
 def machine_info() -> dict:
@@ -326,7 +329,7 @@ def run_startup(browser, base, kind, dtype, site, cfg, external, console) -> dic
     """Cold (fresh context: empty HTTP cache and Cache Storage) then warm (same context, again)."""
     out = {v: [] for v in cfg["startup_variants"]}
     variants = cfg["startup_variants"]
-    for r in range(cfg["startup_rounds"]):
+    for r in range(cfg["startup_rounds"] if dtype in cfg["startup_dtypes"] else 0):
         order = variants[r % len(variants):] + variants[:r % len(variants)]
         for v in order:
             if v == "native":
@@ -365,13 +368,14 @@ def token_agreement(golden: list[dict], ids: list[list[int]]) -> dict:
     from pyapp import constants as C
 
     exact = content = 0
-    mismatches = []
+    mismatches, content_ok = [], []
     for g, got in zip(golden, ids):
         want = g["ids"]
         upto = want.index(C.EOT_ID) + 1
         same_content = list(got[:upto]) == want[:upto]
         exact += list(got) == want
         content += same_content
+        content_ok.append(same_content)
         if not same_content and len(mismatches) < 12:
             try:
                 got_upto = list(got).index(C.EOT_ID) + 1
@@ -380,7 +384,7 @@ def token_agreement(golden: list[dict], ids: list[list[int]]) -> dict:
             mismatches.append({"text": g["text"], "want": want[:upto], "got": list(got[:got_upto])})
     n = len(golden)
     return {"n": n, "exact": exact, "content": content, "exact_pct": 100 * exact / n,
-            "content_pct": 100 * content / n, "mismatches": mismatches}
+            "content_pct": 100 * content / n, "mismatches": mismatches, "content_ok": content_ok}
 
 
 def run_work(browser, base, kind, dtype, site, cfg, orc, golden, external, console) -> dict:
@@ -484,7 +488,10 @@ def summarize_run(run: dict) -> dict:
                                   "n": len(rows), "ok": len(cos), "failed": [r["name"] for r in rows if "error" in r],
                                   "worst": sorted((r for r in rows if "cos" in r), key=lambda r: r["cos"])[:3]}
     for c, cos in run["fidelity_text"].items():
-        s["fidelity_text"][c] = {"min": min(cos), "mean": statistics.fmean(cos), "n": len(cos)}
+        same = [x for x, ok in zip(cos, run["tokens"][c]["content_ok"]) if ok]
+        # min over the texts whose ids agree with OpenAI's isolates the text model from the tokenizer
+        s["fidelity_text"][c] = {"min": min(cos), "mean": statistics.fmean(cos), "n": len(cos),
+                                 "min_same_tokens": min(same) if same else None, "n_same_tokens": len(same)}
     for c, t in run["tokens"].items():
         s["tokens"][c] = {k: t[k] for k in ("n", "exact", "content", "exact_pct", "content_pct")}
     return s
@@ -532,9 +539,16 @@ def main() -> int:
                     for dtype in cfg["dtypes"]:
                         key = f"{kind}/{dtype}"
                         log(f"== {key}")
+                        load = {"start": os.getloadavg()}
                         run = {"startup": run_startup(browser, server.url, kind, dtype, site, cfg, external, console)}
                         run.update(run_work(browser, server.url, kind, dtype, site, cfg, oracles[kind], golden,
                                             external, console))
+                        # The work pages were cold loads too (fresh context, empty caches): one
+                        # more cold sample per contender.
+                        for c, startup in run["work_page_startup"].items():
+                            run["startup"].setdefault(c, []).append({"cold": startup, "source": "work page"})
+                        load["end"] = os.getloadavg()
+                        run["loadavg"] = load
                         run["summary"] = summarize_run(run)
                         results["runs"][key] = run
             finally:

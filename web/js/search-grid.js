@@ -117,17 +117,19 @@ export class ResultGrid {
       ph.textContent = item.path.split('/').pop();
       thumb.append(ph);
     }
-    const caption = document.createElement('figcaption');
-    const name = document.createElement('span');
-    name.className = 'name';
-    name.textContent = item.path.split('/').pop();
-    name.title = item.path;
+    // "More like this" sits over the picture (a button cannot hold another button).
     const more = document.createElement('button');
     more.type = 'button';
     more.className = 'more';
     more.textContent = 'More like this';
-    caption.append(name, more);
-    card.append(thumb, caption);
+    const media = document.createElement('div');
+    media.className = 'media';
+    media.append(thumb, more);
+    const caption = document.createElement('figcaption');
+    caption.className = 'name';
+    caption.textContent = item.path.split('/').pop();
+    caption.title = item.path;
+    card.append(media, caption);
     this.fill(card, row, rank);
     return card;
   }
@@ -138,7 +140,7 @@ export class ResultGrid {
     card.dataset.rank = String(rank);
     if (row.score !== undefined) card.dataset.score = String(row.score);
     else delete card.dataset.score;
-    const thumb = card.firstChild;
+    const thumb = card.querySelector('.thumb');
     thumb.querySelectorAll('.score, .label-badge').forEach((el) => el.remove());
     if (row.scoreText) {
       const score = document.createElement('span');
