@@ -34,7 +34,7 @@ def free_port() -> int:
 class LiveServer:
     """A real `clip-web serve` in a subprocess, on a free port."""
 
-    def __init__(self, tmp: Path, models_dir: Path | None, extra_args=()):
+    def __init__(self, tmp: Path, models_dir: Path | None, extra_args=(), env: dict | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.request_log = tmp / f"requests-{self.port}.jsonl"
@@ -44,7 +44,8 @@ class LiveServer:
         if models_dir is not None:
             args += ["--models-dir", str(models_dir)]
         self.stderr = open(self.stderr_path, "w")
-        self.process = subprocess.Popen(args, cwd=REPO_ROOT, stdout=self.stderr, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(args, cwd=REPO_ROOT, stdout=self.stderr, stderr=subprocess.STDOUT,
+                                        env=None if env is None else {**__import__('os').environ, **env})
         self._wait_ready()
 
     def _wait_ready(self, timeout=30.0):

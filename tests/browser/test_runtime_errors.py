@@ -1,0 +1,63 @@
+"""The runtime fails loudly and clearly: a corrupt asset on the server, and a model that cannot be
+had, each give a readable error on the page instead of a hang."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from helpers import PW, LiveServer
+from server import pins
+
+
+def link_tree(src, dst):
+    """A copy of the asset cache made of hard links (cheap), so one file can be replaced."""
+    for root, _dirs, files in os.walk(src):
+        rel = os.path.relpath(root, src)
+        if rel.startswith("downloads"):
+            continue
+        os.makedirs(os.path.join(dst, rel), exist_ok=True)
+        for name in files:
+            os.link(os.path.join(root, name), os.path.join(dst, rel, name))
+
+
+@pytest.fixture(scope="module")
+def corrupt_server(tmp_path_factory, assets_dir):
+    assets = tmp_path_factory.mktemp("corrupt-assets")
+    link_tree(assets_dir, assets)
+    wheel = assets / f"pyodide-{pins.PYODIDE_VERSION}" / "numpy-2.0.2-cp312-cp312-pyodide_2024_0_wasm32.whl"
+    data = bytearray(wheel.read_bytes())
+    wheel.unlink()  # break the hard link before writing
+    data[5000] ^= 0xFF
+    wheel.write_bytes(bytes(data))
+    server = LiveServer(tmp_path_factory.mktemp("corrupt-server"), None, env={"CLIP_WEB_ASSETS": str(assets)})
+    yield server
+    server.stop()
+    shutil.rmtree(assets, ignore_errors=True)
+
+
+def test_corrupt_wheel_is_refused_with_a_clear_error(browser, corrupt_server):
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(corrupt_server.url)
+        page.wait_for_function("document.body.dataset.state !== 'loading'", timeout=PW.BOOT_TIMEOUT_MS)
+        assert page.evaluate("document.body.dataset.state") == "error"
+        message = page.inner_text("#message")
+        assert "pyapp failed to import" in message
+        assert "numpy" in message
+    finally:
+        context.close()
+
+
+def test_unreachable_default_model_on_start_page(page_session):
+    # No network here, as for an offline user: HuggingFace cannot be reached.
+    page = page_session.page
+    page.goto(page_session.server.url + "?model=rocca-vit-b-32-fp32")
+    page.wait_for_function("document.body.dataset.state !== 'loading'", timeout=PW.BOOT_TIMEOUT_MS)
+    assert page.evaluate("document.body.dataset.state") == "error"
+    message = page.inner_text("#message")
+    assert "cannot download https://huggingface.co/rocca/openai-clip-js/resolve/main/" in message
+    assert "unreachable" in message
