@@ -15,7 +15,6 @@ the official ``pyodide-lock.json``. A second run with everything present only re
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import subprocess
@@ -28,6 +27,7 @@ from typing import Callable
 from pyapp.constants import BPE_VOCAB_FILENAME, BPE_VOCAB_SHA256
 
 from . import pins
+from .hashing import sha256_file
 from .pyapp_wheel import build_pyapp_wheel
 
 LOCK_NAME = "clip-web-lock.json"
@@ -36,14 +36,6 @@ STAMP_NAME = ".verified.json"
 
 class AssetError(RuntimeError):
     """An asset is missing, cannot be fetched, or does not match its pinned hash."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pyodide_dir(assets_dir: Path) -> Path:
@@ -71,9 +63,9 @@ def _check_download(path: Path, expected: str) -> None:
             path,
             expected,
             actual,
-            f"  The file is corrupt or not the pinned release. Delete it and run `clip-web assets` "
-            f"again; if it still differs, the registry serves another file than the one pinned in "
-            f"server/pins.py.",
+            "  The file is corrupt or not the pinned release. Delete it and run `clip-web assets` "
+            "again; if it still differs, the registry serves another file than the one pinned in "
+            "server/pins.py.",
         )
 
 

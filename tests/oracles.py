@@ -19,7 +19,6 @@ Every failure raises OracleError saying what is wrong and how to fix it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -52,11 +51,9 @@ class OracleError(RuntimeError):
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from server.hashing import sha256_file
+
+    return sha256_file(path)
 
 
 def _check_hash(path: Path, expected: str, remedy: str) -> None:
@@ -123,9 +120,9 @@ def torchvision_dir() -> Path:
     if not wheel.is_file():
         _pip_download(spec, spec["file"], DOWNLOADS_DIR)
     _check_hash(wheel, spec["sha256"],
-                f"The file is corrupt or not the pinned release: delete it and rerun `python tests/oracles.py`. "
-                f"If a fresh download still differs, PyPI serves another file than the one pinned in "
-                f"tests/oracles.py.")
+                "The file is corrupt or not the pinned release: delete it and rerun `python tests/oracles.py`. "
+                "If a fresh download still differs, PyPI serves another file than the one pinned in "
+                "tests/oracles.py.")
 
     ORACLES_DIR.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=ORACLES_DIR))

@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import errno
-import hashlib
 import importlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from ..hashing import sha256_file  # noqa: F401  (re-exported for the tools)
 
 from ..models import ManifestError, validate_manifest
 
@@ -41,14 +42,6 @@ def need(*modules: str, feature: str = "this command"):
                 "Install the optional model tools: pip install 'clip-web[models]'"
             ) from exc
     return loaded[0] if len(loaded) == 1 else loaded
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_bytes(path: Path, data: bytes) -> None:

@@ -5,14 +5,12 @@ the UI flows and error states a person meets."""
 from __future__ import annotations
 
 import base64
-import io
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import pyapp
 

@@ -253,7 +253,7 @@ def test_iframe_postmessage_checks_origins(context, host, third_site, live_serve
 
 
 def test_errors_stay_inside_the_widget(context, host, live_server):
-    widgets = f"""
+    widgets = """
 <clip-widget id="bad-mode" mode="bogus" model="tiny-reference"></clip-widget>
 <clip-widget id="bad-model" mode="text" model="no-such-model"></clip-widget>
 <clip-widget id="no-server" mode="text" server="http://127.0.0.1:9/"></clip-widget>

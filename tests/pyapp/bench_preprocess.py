@@ -10,7 +10,6 @@ Only needs PIL + numpy + pyapp, so it runs under Pyodide as well.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform

@@ -4,7 +4,7 @@
 // - A thumbnail gets an object URL only while its card is near the viewport; the URL is revoked
 //   (and the <img> emptied) once it scrolls away, so decoded images and blob handles do not pile up.
 
-const PAGE = 120;
+const PAGE = 84; // twelve rows of seven: one page of cards is well under a frame's budget to build
 const NEAR = '600px 0px';
 
 export class ResultGrid {
@@ -14,6 +14,7 @@ export class ResultGrid {
     this.onOpen = onOpen;
     this.onMore = onMore;
     this.rows = [];
+    this.describe = () => ({});
     this.shown = 0;
     this.cards = new Map(); // item -> card on show
     this.rowOf = new WeakMap(); // card -> its row
@@ -30,10 +31,11 @@ export class ResultGrid {
     return this.urls.size;
   }
 
-  // rows: [{ item, score?, scoreText?, label? }], already sorted and filtered. Cards of items
-  // already on show are moved, not rebuilt, so a refresh while indexing does not reload (and
-  // flash) their thumbnails.
-  show(rows) {
+  // rows: [{ item, score? }], already sorted and filtered; describe(row) -> { scoreText?, label? }
+  // for the cards actually built. Cards of items already on show are moved, not rebuilt, so a
+  // refresh while indexing does not reload (and flash) their thumbnails.
+  show(rows, describe = () => ({})) {
+    this.describe = describe;
     const count = Math.min(rows.length, Math.max(PAGE, this.shown));
     const next = new Map();
     const ordered = [];
@@ -142,17 +144,18 @@ export class ResultGrid {
     else delete card.dataset.score;
     const thumb = card.querySelector('.thumb');
     thumb.querySelectorAll('.score, .label-badge').forEach((el) => el.remove());
-    if (row.scoreText) {
-      const score = document.createElement('span');
-      score.className = 'score';
-      score.textContent = row.scoreText;
-      thumb.append(score);
+    const { scoreText, label } = this.describe(row);
+    if (scoreText) {
+      const badge = document.createElement('span');
+      badge.className = 'score';
+      badge.textContent = scoreText;
+      thumb.append(badge);
     }
-    if (row.label) {
-      const label = document.createElement('span');
-      label.className = 'label-badge';
-      label.textContent = row.label;
-      thumb.append(label);
+    if (label) {
+      const badge = document.createElement('span');
+      badge.className = 'label-badge';
+      badge.textContent = label;
+      thumb.append(badge);
     }
   }
 

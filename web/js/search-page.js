@@ -8,7 +8,7 @@ import { setupPage, download, setState } from './page-controls.js';
 import { SearchIndex } from './search-index.js';
 import { ResultGrid } from './search-grid.js';
 import { entriesFromFiles, entriesFromDirectoryHandle, entriesFromDataTransfer } from './search-files.js';
-import { splitPrompts, combineQuery, rank, zeroShot, byScore } from './search-query.js';
+import { splitPrompts, combineQuery, rankInSlices, zeroShot } from './search-query.js';
 
 const $ = (sel) => document.querySelector(sel);
 const params = new URLSearchParams(location.search);
@@ -42,7 +42,7 @@ const grid = new ResultGrid($('#grid'), $('#grid-sentinel'), {
 });
 
 function showError(err) {
-  console.warn(err);
+  if (err) console.warn(err);
   $('#search-error').textContent = err ? String(err.message ?? err) : '';
 }
 
@@ -222,11 +222,23 @@ async function runQuery(spec = {}) {
   const embeds = await index.embedTexts([...texts, ...negatives]); // one model call
   const positives = [...embeds.slice(0, texts.length), ...(example ? [example.embedding] : [])];
   const q = combineQuery(positives, embeds.slice(texts.length));
-  view.query = { texts, negatives, example, q, ranking: null };
+  const query = { texts, negatives, example, q, ranking: [] };
+  view.query = query;
   view.minScore = null;
   renderExample();
-  render();
-  return view.query.ranking.map(({ item, score }) => ({ id: item.id, path: item.path, score }));
+  await updateRanking();
+  if (view.query === query) render();
+  return query.ranking.map(({ item, score }) => ({ id: item.id, path: item.path, score }));
+}
+
+// The ranking is computed when the query or the indexed images change, not on every render
+// (the min-score slider re-renders on every move).
+async function updateRanking() {
+  const query = view.query;
+  if (!query) return;
+  const done = index.items.filter((i) => i.status === 'done');
+  const ranking = await rankInSlices(done, query.q, () => view.query !== query);
+  if (ranking) query.ranking = ranking;
 }
 
 function queryFromUi() {
@@ -321,31 +333,38 @@ function renderLabelFilter() {
 
 const pct = (p) => `${(100 * p).toFixed(p >= 0.995 || p < 0.1 ? 1 : 0)}%`;
 
+const byPath = (a, b) => (a.item.path < b.item.path ? -1 : a.item.path > b.item.path ? 1 : 0);
+
+// Rows are plain { item, score }: their texts are made by describe() for the cards on show only
+// (formatting 10,000 numbers nobody sees is a visible pause).
 function computeRows() {
   const done = index.items.filter((i) => i.status === 'done');
   const labels = view.labels;
   let rows;
   if (view.query) {
-    view.query.ranking = rank(done, view.query.q);
-    rows = view.query.ranking.map(({ item, score }) => ({ item, score, scoreText: score.toFixed(3) }));
+    rows = view.query.ranking.map(({ item, score }) => ({ item, score }));
   } else if (labels) {
     // Sorted into labels: label order, the most confident first within each.
-    rows = done.filter((i) => labels.zs.has(i)).map((item) => ({ item, score: labels.zs.get(item).prob }));
-    rows.sort((a, b) => labels.zs.get(a.item).label - labels.zs.get(b.item).label || byScore(a, b));
-    rows.forEach((r) => (r.scoreText = pct(r.score)));
+    rows = [];
+    for (const item of done) {
+      const z = labels.zs.get(item);
+      if (z) rows.push({ item, score: z.prob, labelIndex: z.label });
+    }
+    rows.sort((a, b) => a.labelIndex - b.labelIndex || b.score - a.score || byPath(a, b));
   } else {
     rows = done.map((item) => ({ item }));
   }
-  if (labels) {
-    for (const r of rows) {
-      const z = labels.zs.get(r.item);
-      if (!z) continue;
-      r.labelIndex = z.label;
-      r.label = view.query ? `${labels.names[z.label]} · ${pct(z.prob)}` : labels.names[z.label];
-    }
-    if (view.labelFilter >= 0) rows = rows.filter((r) => r.labelIndex === view.labelFilter);
-  }
+  if (labels && view.labelFilter >= 0) rows = rows.filter((r) => labels.zs.get(r.item)?.label === view.labelFilter);
   return rows;
+}
+
+function describe(row) {
+  const out = {};
+  const labels = view.labels;
+  if (row.score !== undefined) out.scoreText = view.query ? row.score.toFixed(3) : pct(row.score);
+  const z = labels?.zs.get(row.item);
+  if (z) out.label = view.query ? `${labels.names[z.label]} · ${pct(z.prob)}` : labels.names[z.label];
+  return out;
 }
 
 // The slider spans the scores on show, so it is useful for cosines (often 0.15..0.35 on trained
@@ -375,10 +394,14 @@ function applyMinScore(rows) {
 
 function render() {
   renderPending = false;
+  const t0 = performance.now();
   const all = computeRows();
+  const t1 = performance.now();
   const rows = applyMinScore(all);
   view.rows = rows;
-  grid.show(rows);
+  const t2 = performance.now();
+  grid.show(rows, describe);
+  console.log('render', (t1-t0).toFixed(1), (t2-t1).toFixed(1), (performance.now()-t2).toFixed(1));
   const total = index.items.filter((i) => i.status === 'done').length;
   const what = view.query ? 'matching ' : '';
   $('#result-count').textContent = index.items.length
@@ -407,6 +430,7 @@ function scheduleRefresh() {
   refreshTimer = setTimeout(async () => {
     refreshTimer = null;
     await updateZeroShot();
+    await updateRanking();
     scheduleRender();
   }, 1000);
 }
@@ -496,7 +520,9 @@ index.addEventListener('open', () => {
 });
 index.addEventListener('done', () => {
   scheduleProgress();
-  updateZeroShot().then(() => render());
+  updateZeroShot()
+    .then(updateRanking)
+    .then(() => render());
 });
 index.addEventListener('error', (e) => showError(new Error(e.detail.message)));
 
@@ -512,8 +538,9 @@ function openLightbox(row) {
   if (item.file) img.src = URL.createObjectURL(item.file);
   else img.removeAttribute('src');
   const parts = [item.path];
-  if (row.scoreText) parts.push(view.labels && !view.query ? `label confidence ${row.scoreText}` : `score ${row.scoreText}`);
-  if (row.label) parts.push(row.label);
+  const { scoreText, label } = describe(row);
+  if (scoreText) parts.push(view.labels && !view.query ? `label confidence ${scoreText}` : `score ${scoreText}`);
+  if (label) parts.push(label);
   $('#lightbox-caption').textContent = parts.join(' · ');
   $('#lightbox').showModal();
 }

@@ -89,13 +89,19 @@ export class SearchStore {
     }
   }
 
-  // Every record of a folder, all models: what "forget this folder" means.
+  // Every record of a folder, all models: what "forget this folder" means. A chunk of keys per
+  // transaction: deleting 10,000 records in one go blocks the page for a quarter of a second.
   async forgetRoot(root) {
-    const tx = this.db.transaction(STORE, 'readwrite');
-    const keys = await promised(tx.objectStore(STORE).index('root').getAllKeys(IDBKeyRange.only(root)));
-    for (const k of keys) tx.objectStore(STORE).delete(k);
-    await done(tx);
-    return keys.length;
+    let removed = 0;
+    for (;;) {
+      const tx = this.db.transaction(STORE, 'readwrite');
+      const store = tx.objectStore(STORE);
+      const keys = await promised(store.index('root').getAllKeys(IDBKeyRange.only(root), CHUNK));
+      for (const k of keys) store.delete(k);
+      await done(tx);
+      removed += keys.length;
+      if (keys.length < CHUNK) return removed;
+    }
   }
 
   // After a complete pass over a folder: drop this model's records for files that changed or
