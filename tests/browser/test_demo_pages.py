@@ -242,3 +242,14 @@ def test_text_page_embeddings_and_tokens_equal_reference(page_session, torch_cli
     assert_matches_torch(one, reference[2], texts[2])
     tokens = page.evaluate("async (t) => { const r = await clip.tokenize(t); return {ids: Array.from(r.ids), tokens: r.tokens}; }", texts[2])
     assert tokens["ids"] == input_ids[2].tolist() and tokens["tokens"] == pyapp.tokens(texts[2])
+
+
+def test_privacy_images_never_leave_the_page(page_session, live_server):
+    # Runs after this module's uploads, drops, pastes and URL fetches: the server saw only GETs
+    # without a body, and the browser talked to nobody but 127.0.0.1.
+    requests = live_server.requests()
+    assert requests
+    assert all(r["method"] in ("GET", "HEAD") and r["body_bytes"] == 0 for r in requests), [
+        r for r in requests if r["method"] not in ("GET", "HEAD") or r["body_bytes"]
+    ]
+    assert page_session.foreign_requests() == []
