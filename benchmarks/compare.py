@@ -171,20 +171,39 @@ def golden_texts() -> list[dict]:
 
 def oracle(kind: str, corpus_bytes: dict, golden: list[dict]) -> dict:
     """torch CLIPModel embeddings: images through pyapp.preprocess_image (OpenAI's preprocess,
-    verified identical), texts from OpenAI's own token ids."""
+    verified identical), texts from OpenAI's own token ids. Cached in .cache/bench/oracle/, keyed by
+    the checkpoint's build stamp, pyapp's code, the corpus and the golden file."""
+    import hashlib
+
     import numpy as np
-    from torch_reference import TorchClip, ensure_reference_models
+    from torch_reference import ensure_reference_models
+
+    folder = ensure_reference_models(kind)
+    h = hashlib.sha256((folder / "build-stamp.txt").read_bytes())
+    h.update((folder / "manifest.json").read_bytes())
+    for f in sorted((ROOT / "pyapp").glob("*.py")):
+        h.update(f.read_bytes())
+    for name in sorted(corpus_bytes):
+        h.update(name.encode() + hashlib.sha256(corpus_bytes[name]).digest())
+    h.update(json.dumps([g["ids"] for g in golden]).encode())
+    cache = ROOT / ".cache" / "bench" / "oracle" / f"{kind}-{h.hexdigest()[:20]}.npz"
+    names = sorted(corpus_bytes)
+    if cache.is_file():
+        data = np.load(cache)
+        return {"images": dict(zip(names, data["images"])), "texts": data["texts"]}
+
+    from torch_reference import TorchClip
 
     import pyapp
 
-    clip = TorchClip(ensure_reference_models(kind) / "checkpoint")
-    images = {}
-    for name, data in corpus_bytes.items():
-        images[name] = clip.image_embeds(pyapp.preprocess_image(data))[0]
+    clip = TorchClip(folder / "checkpoint")
+    images = np.stack([clip.image_embeds(pyapp.preprocess_image(corpus_bytes[n]))[0] for n in names])
     ids = np.array([g["ids"] for g in golden], dtype=np.int64)
     texts = np.concatenate([clip.text_embeds(ids[i:i + 64]) for i in range(0, len(ids), 64)])
     del clip
-    return {"images": images, "texts": texts}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, images=images, texts=texts)
+    return {"images": dict(zip(names, images)), "texts": texts}
 
 
 # ----------------------------------------------------------------------------------- processes

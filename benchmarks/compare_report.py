@@ -49,9 +49,12 @@ def _med(xs):
 
 def _get(d, *path):
     for p in path:
-        if d is None:
+        if isinstance(d, dict):
+            d = d.get(p)
+        elif isinstance(d, list) and isinstance(p, int) and -len(d) <= p < len(d):
+            d = d[p]
+        else:
             return None
-        d = d.get(p) if isinstance(d, dict) else None
     return d
 
 
@@ -157,7 +160,7 @@ def plots(results: dict, img: Path) -> dict[str, str]:
                 y = len(rows) - 1 - i
                 for _lbl, cat, a, b, lane in phases(c, smp):
                     ax.broken_barh([(a / 1000, max(b - a, 1) / 1000)], (y - 0.4 + lane * 0.27, 0.25),
-                                   facecolors=cat_color[cat])
+                                   facecolors=cat_color[cat], edgecolor="white", linewidth=0.6)
                 ax.text(smp["marks"]["first_image"] / 1000, y, f" {smp['marks']['first_image'] / 1000:.1f} s",
                         va="center", fontsize=8)
             ax.set_yticks(range(len(rows)))
@@ -287,8 +290,10 @@ def headline_rows(run: dict) -> list[tuple[str, str, dict, bool]]:
     for temp in ("cold", "warm"):
         vals = {c: _get(s, "startup", c, temp, "first_image_ms") for c in CONTENDERS}
         if temp == "warm":
-            vals["native"] = None
+            vals["native"] = None  # a process has no warm start: the OS file cache is always warm
         n = max((_get(s, "startup", c, temp, "n") or 0) for c in CONTENDERS)
+        if n == 0:
+            continue
         rows.append((f"time to first image embedding, {temp} (ms, median of {n})", "lower", vals, True))
     for metric, what in (("latency_image", "image"), ("latency_text", "text")):
         n = max(s[metric][c]["n"] for c in CONTENDERS)
@@ -569,7 +574,8 @@ def write(results: dict, docs: Path) -> None:
         lines.append("")
     else:
         lines += ["clip-web is not behind transformers.js on any timed figure in this run.", ""]
-    lines += why_paragraphs(results)
+    for para in why_paragraphs(results):
+        lines += [para, ""]
     lines += ["", "Behind native onnxruntime everywhere, as expected: that column is the ceiling of this machine, "
               "not a browser contender.", ""]
     # Startup breakdown table

@@ -43,9 +43,7 @@ function parseInWorker(source) {
   return new Promise((resolve, reject) => {
     const worker = new Worker(new URL('./search-import-worker.js', import.meta.url), { type: 'module', name: 'clip-web-index-import' });
     worker.onmessage = (e) => {
-      const t0 = performance.now();
       worker.terminate();
-      console.log('msg', e.data.items?.length, (performance.now() - t0).toFixed(1));
       if (e.data.ok) resolve({ head: e.data.head, rows: e.data.items, d: e.data.d, matrix: e.data.matrix });
       else reject(new Error(e.data.message));
     };
@@ -415,7 +413,6 @@ export class SearchIndex extends EventTarget {
     await this.stop();
     const files = new Map(this.items.filter((i) => i.file).map((i) => [`${i.path}\n${i.size}\n${i.lastModified}`, i.file]));
     const items = [];
-    let tc = performance.now();
     for (let k = 0; k < rows.length; k++) {
       const row = rows[k];
       const item = { id: k, path: row.path, size: row.size, lastModified: row.lastModified };
@@ -423,7 +420,7 @@ export class SearchIndex extends EventTarget {
       // A copy, not a view: IndexedDB would store a view's whole underlying buffer.
       this.setEmbedding(item, matrix.slice(k * d, (k + 1) * d), 'import');
       items.push(item);
-      if (k % 500 === 499) { console.log('chunk', (performance.now() - tc).toFixed(1)); await yieldToPage(); tc = performance.now(); }
+      if (k % 500 === 499) await yieldToPage();
     }
     const data = head;
     const store = await this.storePromise;

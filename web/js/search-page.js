@@ -394,14 +394,10 @@ function applyMinScore(rows) {
 
 function render() {
   renderPending = false;
-  const t0 = performance.now();
   const all = computeRows();
-  const t1 = performance.now();
   const rows = applyMinScore(all);
   view.rows = rows;
-  const t2 = performance.now();
   grid.show(rows, describe);
-  console.log('render', (t1-t0).toFixed(1), (t2-t1).toFixed(1), (performance.now()-t2).toFixed(1));
   const total = index.items.filter((i) => i.status === 'done').length;
   const what = view.query ? 'matching ' : '';
   $('#result-count').textContent = index.items.length

@@ -84,9 +84,7 @@ export class SearchStore {
     for (let start = 0; start < records.length; start += CHUNK) {
       const tx = this.db.transaction(STORE, 'readwrite');
       const store = tx.objectStore(STORE);
-      const t0 = performance.now();
       for (const r of records.slice(start, start + CHUNK)) store.put(r);
-      console.log('put', (performance.now() - t0).toFixed(1));
       await done(tx);
     }
   }
