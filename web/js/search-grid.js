@@ -19,6 +19,8 @@ export class ResultGrid {
     this.cards = new Map(); // item -> card on show
     this.rowOf = new WeakMap(); // card -> its row
     this.urls = new Map(); // <img> -> object URL
+    this.wanted = new Set(); // <img>s near the viewport still waiting for a URL
+    this.pumping = false;
     this.thumbs = new IntersectionObserver((entries) => this.onThumbs(entries), { rootMargin: NEAR });
     this.pager = new IntersectionObserver((entries) => {
       if (entries.some((e) => e.isIntersecting)) this.appendPage();
@@ -63,6 +65,7 @@ export class ResultGrid {
     const img = card.querySelector('img');
     if (!img) return;
     this.thumbs.unobserve(img);
+    this.wanted.delete(img);
     this.release(img);
   }
 
@@ -159,19 +162,39 @@ export class ResultGrid {
     }
   }
 
+  // Thumbnails that came near are queued, then given URLs a few milliseconds' worth at a time:
+  // createObjectURL is a synchronous call into the browser process, and a screenful of them
+  // in one callback is a visible stall when the machine is busy embedding.
   onThumbs(entries) {
     for (const e of entries) {
-      const img = e.target;
-      const card = img.closest('.card');
-      if (e.isIntersecting) {
-        if (this.urls.has(img)) continue;
-        const row = card && this.rowOf.get(card);
-        if (!row?.item.file) continue;
-        const url = URL.createObjectURL(row.item.file);
-        this.urls.set(img, url);
-        img.src = url;
-      } else this.release(img);
+      if (e.isIntersecting) this.wanted.add(e.target);
+      else {
+        this.wanted.delete(e.target);
+        this.release(e.target);
+      }
     }
+    this.pump();
+  }
+
+  pump() {
+    if (this.pumping || !this.wanted.size) return;
+    this.pumping = true;
+    setTimeout(() => {
+      this.pumping = false;
+      const until = performance.now() + 8;
+      for (const img of this.wanted) {
+        this.wanted.delete(img);
+        const card = img.closest('.card');
+        const row = card && this.rowOf.get(card);
+        if (row?.item.file && !this.urls.has(img) && img.isConnected) {
+          const url = URL.createObjectURL(row.item.file);
+          this.urls.set(img, url);
+          img.src = url;
+        }
+        if (performance.now() > until) break;
+      }
+      this.pump();
+    }, 0);
   }
 
   onClick(e) {

@@ -62,6 +62,7 @@ export class SearchIndex extends EventTarget {
     this.queueSize = queueSize;
     this.maxBatch = maxBatch;
     this.clip = null;
+    this.model = null; // the id of the model the embeddings in items come from
     this.items = []; // { id, path, size, lastModified, file, status, embedding, unit, reason, source }
     this.skipped = []; // files that are not images: { path, reason }
     this.root = '';
@@ -70,6 +71,7 @@ export class SearchIndex extends EventTarget {
     this.opened = 0; // collections opened this session
     this.embedded = 0; // images through the image encoder this session
     this.runs = 0; // image-encoder calls (batches) this session
+    this.busy = { preprocess: 0, inference: 0 }; // ms inside the workers this session
     this.token = null;
     this.task = Promise.resolve();
     this.writing = Promise.resolve();
@@ -88,8 +90,10 @@ export class SearchIndex extends EventTarget {
   // A model is ready (first load or a switch): embeddings of another model no longer apply.
   async attach(clip) {
     await this.stop();
-    const changed = this.modelId !== clip.manifest.id;
+    // (Compared with the last model attached, not this.clip: a reload detaches first.)
+    const changed = this.model !== clip.manifest.id;
     this.clip = clip;
+    this.model = clip.manifest.id;
     if (changed) {
       this.textCache.clear();
       // An imported index belongs to its model: items without a file cannot be embedded again.
@@ -181,7 +185,7 @@ export class SearchIndex extends EventTarget {
     lookup.forEach((item, k) => {
       const r = records[k];
       if (r?.embedding) this.setEmbedding(item, r.embedding, 'cache');
-      else if (r?.error) this.fail(item, r.error, 'cache');
+      else if (r?.error) this.fail(item, r.error, { source: 'cache', quiet: true });
       else item.source = 'checked';
     });
     this.emit('progress', this.progress());
@@ -210,7 +214,7 @@ export class SearchIndex extends EventTarget {
         this.prepare(item, runtime, manifest)
           .then(
             (tensor) => ready.push({ item, tensor }),
-            (err) => this.fail(item, err.message, null, FILE_ERROR.test(err.code ?? '') ? store : null, manifest.id),
+            (err) => this.fail(item, err.message, FILE_ERROR.test(err.code ?? '') ? { store, model: manifest.id } : {}),
           )
           .finally(() => {
             inflight -= 1;
@@ -242,7 +246,9 @@ export class SearchIndex extends EventTarget {
     } catch (err) {
       throw Object.assign(new Error(`could not read the file (${err.name || err.message})`), { code: 'read_failed' });
     }
-    return runtime.preprocess(bytes, manifest);
+    const tensor = await runtime.preprocess(bytes, manifest);
+    this.busy.preprocess += tensor.ms;
+    return tensor;
   }
 
   async infer(batch, runtime, model, store) {
@@ -262,6 +268,7 @@ export class SearchIndex extends EventTarget {
     }
     this.runs += 1;
     this.embedded += n;
+    this.busy.inference += out.ms;
     const d = out.dims[1];
     const records = [];
     const now = performance.now();
@@ -289,14 +296,16 @@ export class SearchIndex extends EventTarget {
     item.source = source;
   }
 
-  fail(item, reason, source = null, store = null, model = null) {
+  // store + model: remember the failure (the file itself is bad). quiet: no event (the cache
+  // lookup reports once for thousands of items).
+  fail(item, reason, { source = null, store = null, model = null, quiet = false } = {}) {
     item.status = 'failed';
     item.reason = reason;
     item.source = source;
     if (store) {
       this.persist(store, [{ model, path: item.path, size: item.size, mtime: item.lastModified, root: rootOf(item.path), embedding: null, error: reason }]);
     }
-    this.emit('progress', this.progress());
+    if (!quiet) this.emit('progress', this.progress());
   }
 
   async finish(token, store = null, model = null) {
@@ -322,10 +331,13 @@ export class SearchIndex extends EventTarget {
       if (i.status === 'done' && i.source === 'cache') cached += 1;
     }
     // Images per second over the last few dozen images: follows the current speed, not the start.
+    // (A batch's images share one time: the images finished after the window's first time, over
+    // the time since then.)
     const t = this.rate.times;
     let rate = 0;
-    if (t.length >= 2) rate = (t.length - 1) / ((t[t.length - 1] - t[0]) / 1000);
-    else if (t.length === 1 && t[0] > this.rate.start) rate = 1 / ((t[0] - this.rate.start) / 1000);
+    const after = t.length - t.filter((x) => x === t[0]).length;
+    if (after > 0) rate = after / ((t[t.length - 1] - t[0]) / 1000);
+    else if (t.length > 0 && t[0] > this.rate.start) rate = t.length / ((t[0] - this.rate.start) / 1000);
     const left = total - done;
     return { state: this.state, total, done, failed, cached, left, rate, eta: rate > 0 && left > 0 ? left / rate : null };
   }
@@ -345,6 +357,7 @@ export class SearchIndex extends EventTarget {
       cached: p.cached,
       embedded: this.embedded,
       runs: this.runs,
+      workerMs: { ...this.busy },
       skipped: [...this.skipped, ...failed].sort((a, b) => (a.path < b.path ? -1 : 1)),
       rate: p.rate,
     };

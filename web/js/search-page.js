@@ -78,6 +78,12 @@ async function openFolder() {
 
 function wireInputs() {
   $('#open-folder').addEventListener('click', () => openFolder().catch(showError));
+  $('#drop-zone').addEventListener('keydown', (e) => {
+    if (e.target === e.currentTarget && (e.key === 'Enter' || e.key === ' ')) {
+      e.preventDefault();
+      openFolder().catch(showError);
+    }
+  });
   for (const sel of ['#folder-input', '#files-input']) {
     $(sel).addEventListener('change', (e) => {
       const entries = entriesFromFiles(e.target.files);
@@ -276,14 +282,15 @@ async function runLabels(labels) {
     return [];
   }
   const embeds = await index.embedTexts(names);
-  view.labels = { names, embeds, zs: new Map() };
+  const state = { names, embeds, zs: new Map() };
+  view.labels = state;
   view.labelFilter = -1;
   view.minScore = null;
   await updateZeroShot();
-  render();
+  if (view.labels === state) render();
   return index.items
-    .filter((i) => view.labels.zs.has(i))
-    .map((i) => ({ id: i.id, path: i.path, label: names[view.labels.zs.get(i).label], prob: view.labels.zs.get(i).prob }));
+    .filter((i) => state.zs.has(i))
+    .map((i) => ({ id: i.id, path: i.path, label: names[state.zs.get(i).label], prob: state.zs.get(i).prob }));
 }
 
 function labelsFromUi() {
