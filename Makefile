@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODELS_DIR ?=
 
-.PHONY: setup setup-test assets run test reference-models reference-models-full bench check-browser clean
+.PHONY: setup setup-test assets run test reference-models reference-models-full bench bench-quick check-browser clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +42,18 @@ reference-models-full: $(VENV)/.test
 test: setup-test check-browser reference-models
 	$(PY) -m pytest
 
+# Benchmarks are scripts, not tests: each prints medians and writes raw samples to benchmarks/results/.
 bench: setup-test check-browser reference-models-full
 	$(PY) benchmarks/startup.py
+	$(PY) benchmarks/pyapp_speed.py
+	$(PY) benchmarks/inference.py
+	$(PY) benchmarks/model_variants.py
+	$(PY) benchmarks/search_index.py
+
+bench-quick: setup-test check-browser reference-models
+	$(PY) benchmarks/startup.py --runs 1
+	$(PY) benchmarks/pyapp_speed.py --runs 5
+	$(PY) benchmarks/inference.py --kinds tiny --runs 5
 
 clean:
 	rm -rf $(VENV) .cache test-artifacts
