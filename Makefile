@@ -43,14 +43,20 @@ test: setup-test check-browser reference-models
 	$(PY) -m pytest
 
 # Benchmarks are scripts, not tests: each prints medians and writes raw samples to benchmarks/results/.
-bench: setup-test check-browser reference-models-full
+$(VENV)/.bench: $(VENV)/.test pyproject.toml
+	$(PY) -m pip install --quiet -e ".[bench]"
+	touch $@
+
+bench: setup-test $(VENV)/.bench check-browser reference-models-full
+	$(PY) benchmarks/compare.py
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/pyapp_speed.py
 	$(PY) benchmarks/inference.py
 	$(PY) benchmarks/model_variants.py
 	$(PY) benchmarks/search_index.py
 
-bench-quick: setup-test check-browser reference-models
+bench-quick: setup-test $(VENV)/.bench check-browser reference-models
+	$(PY) benchmarks/compare.py --quick --docs .cache/bench-quick
 	$(PY) benchmarks/startup.py --runs 1
 	$(PY) benchmarks/pyapp_speed.py --runs 5
 	$(PY) benchmarks/inference.py --kinds tiny --runs 5

@@ -68,20 +68,23 @@ def settings(quick: bool, kinds=None) -> dict:
         # the cold load of its work pages.
         return dict(quick=True, kinds=list(kinds or ["tiny"]), dtypes=list(DTYPES), threads=threads,
                     startup_rounds=1, startup_dtypes=["fp32"], startup_variants=["ours", "tjs", "native"],
-                    latency_rounds=4, latency_per_round=5, throughput_images=20, throughput_chunks=2)
+                    latency_rounds=4, latency_per_round=5, throughput_images=20, throughput_chunks=2,
+                    engine_kinds=[], engine_rounds=0)
     return dict(quick=False, kinds=list(kinds or KINDS), dtypes=list(DTYPES), threads=threads,
                 startup_rounds=3, startup_dtypes=list(DTYPES),
                 startup_variants=["ours", "ours_overlapped", "tjs", "native"],
-                latency_rounds=5, latency_per_round=6, throughput_images=100, throughput_chunks=4)
+                latency_rounds=6, latency_per_round=6, throughput_images=100, throughput_chunks=4,
+                engine_kinds=["vit-b-32-random"], engine_rounds=6)
 
 
 def machine_info() -> dict:
-    cpu = "unknown"
+    cpu, simd = "unknown", []
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == "unknown":
                 cpu = line.split(":", 1)[1].strip()
-                break
+            if line.startswith("flags") and not simd:
+                simd = [f for f in line.split(":", 1)[1].split() if f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")]
     except OSError:
         pass
     mem_gb = None
@@ -95,7 +98,7 @@ def machine_info() -> dict:
         load = os.getloadavg()
     except OSError:
         load = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": mem_gb, "os": platform.platform(),
+    return {"cpu": cpu, "simd": simd, "cores": os.cpu_count(), "memory_gb": mem_gb, "os": platform.platform(),
             "python": platform.python_version(), "loadavg_at_start": load}
 
 
@@ -237,6 +240,16 @@ def renderer_pids() -> set[int]:
     return found
 
 
+def renderer_hwm() -> dict[int, float]:
+    """{pid: VmHWM MB} of our renderer processes, now."""
+    out = {}
+    for pid in renderer_pids():
+        v = vmhwm_mb(pid)
+        if v is not None:
+            out[pid] = v
+    return out
+
+
 def vmhwm_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -277,15 +290,28 @@ class PageContender:
     def call(self, method: str, *args):
         return self.page.evaluate("([m, args]) => window.bench[m](...args)", [self.CAMEL[method], list(args)])
 
-    def peak_rss_mb(self) -> float | None:
-        values = [v for v in (vmhwm_mb(p) for p in self.renderers) if v is not None]
-        return max(values) if values else None
-
     def close(self):
         try:
             self.context.close()
         except Exception:  # noqa: BLE001 - the browser may already be gone
             pass
+
+    def close_and_identify(self, timeout: float = 15.0) -> set[int]:
+        """Close the context and return the renderer pids that went away with it: Chromium gives
+        every browser context its own renderer processes, and the page (with its workers) lives in
+        one of them. (Which new process serves a page cannot be told reliably while it is open:
+        spare renderers are started ahead of need.)"""
+        alive = renderer_pids()
+        self.close()
+        deadline = time.time() + timeout
+        gone: set[int] = set()
+        while time.time() < deadline:
+            now_gone = alive - renderer_pids()
+            if now_gone and now_gone == gone:
+                break
+            gone = now_gone
+            time.sleep(0.3)
+        return gone or self.renderers
 
 
 class NativeContender:
@@ -310,9 +336,6 @@ class NativeContender:
         if "error" in reply:
             raise RuntimeError(f"native {method}: {reply['error']}")
         return reply["ok"]
-
-    def peak_rss_mb(self) -> float | None:
-        return vmhwm_mb(self.proc.pid)
 
     def close(self):
         if self.proc.poll() is None:
@@ -442,8 +465,8 @@ def run_work(browser, base, kind, dtype, site, cfg, orc, golden, external, conso
         for r, order in rounds(k):
             for c in order:
                 res["throughput"][c]["chunks_ms"].append(contenders[c].call("throughput", chunks[r]))
-        for c in CONTENDERS:
-            res["memory"][c] = {"after_throughput_mb": contenders[c].peak_rss_mb()}
+        snapshots = {"after_throughput_mb": renderer_hwm()}
+        native_mem = {"after_throughput_mb": vmhwm_mb(contenders["native"].proc.pid)}
 
         log(f"  fidelity {kind}/{dtype} ({len(site['corpus'])} images, {len(golden)} texts) ...")
         for c in CONTENDERS:
@@ -451,18 +474,73 @@ def run_work(browser, base, kind, dtype, site, cfg, orc, golden, external, conso
             res["fidelity_image"][c] = [
                 {"name": row["name"], "error": row["error"]} if "error" in row else
                 {"name": row["name"], "cos": cosine(row["embedding"], orc["images"][row["name"]])} for row in rows]
-            res["memory"][c]["after_fidelity_mb"] = contenders[c].peak_rss_mb()
+        snapshots["after_fidelity_mb"] = renderer_hwm()
+        native_mem["after_fidelity_mb"] = vmhwm_mb(contenders["native"].proc.pid)
         texts = [g["text"] for g in golden]
         for c in CONTENDERS:
             got = contenders[c].call("texts", texts)
             res["tokens"][c] = token_agreement(golden, got["ids"])
             res["fidelity_text"][c] = [cosine(e, o) for e, o in zip(got["embeddings"], orc["texts"])]
-        for c in CONTENDERS:
-            res["memory"][c]["peak_mb"] = contenders[c].peak_rss_mb()
+        snapshots["peak_mb"] = renderer_hwm()
+        python_heap = contenders["ours"].page.evaluate("window.bench.pythonHeapMB()")
+        native_mem["peak_mb"] = vmhwm_mb(contenders["native"].proc.pid)
+        res["memory"]["native"] = native_mem
+        for c in PAGE_CONTENDERS:
+            pids = contenders.pop(c).close_and_identify()
+            res["memory"][c] = {k: max((snap[p] for p in pids if p in snap), default=None) for k, snap in snapshots.items()}
+            res["memory"][c]["renderer_pids"] = sorted(pids)
+        res["memory"]["ours"]["python_heap_mb"] = python_heap
     finally:
         for c in contenders.values():
             c.close()
     return res
+
+
+# Engine A/B: the same random input through one image encoder, model-only, per onnxruntime-web build.
+ENGINES = {
+    # label: (onnxruntime-web folder, its bundle, whose ONNX graph)
+    "ours": ("ort130", "ort.wasm.min.mjs", "ours"),          # clip-web's engine and graph
+    "tjs_engine": ("tjs", "ort.webgpu.min.mjs", "ours"),     # transformers.js's engine, our graph
+    "tjs": ("tjs", "ort.webgpu.min.mjs", "tjs"),             # transformers.js's engine and graph
+}
+
+
+def run_engines(browser, base, kind, dtype, site, cfg, external, console) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(base + "api/runtime") as r:
+        ort130 = json.loads(r.read())["ort_base_url"]
+    folders = {"ort130": ort130, "tjs": "/models/tjs/lib/"}
+    models = {"ours": f"/models/{site['ours'][f'{kind}/{dtype}']['id']}/image.onnx",
+              "tjs": f"/models/tjs/models/{kind}/onnx/vision_model{'' if dtype == 'fp32' else tjs_models.QUANT_SUFFIX}.onnx"}
+    inputs = {"ours": "input", "tjs": "pixel_values"}
+    out = {"samples": {}, "info": {}}
+    pages = {}
+    try:
+        for label, (folder, bundle, graph) in ENGINES.items():
+            context = browser.new_context(viewport=PW.VIEWPORT)
+            context.set_default_timeout(PAGE_TIMEOUT_MS)
+            page = context.new_page()
+            PageContender._watch(page, external, console)
+            url = (f"{base}models/pages/engine.html?ort={folders[folder]}&bundle={bundle}&model={models[graph]}"
+                   f"&input={inputs[graph]}&threads={cfg['threads']}")
+            page.goto(url)
+            page.wait_for_function("document.body && document.body.dataset.state !== 'loading'", timeout=PAGE_TIMEOUT_MS)
+            if page.evaluate("document.body.dataset.state") != "ready":
+                raise RuntimeError(f"{url}: {page.inner_text('#message')}")
+            pages[label] = (context, page)
+            out["info"][label] = page.evaluate("window.bench.info")
+            out["samples"][label] = []
+        labels = list(ENGINES)
+        for r in range(cfg["engine_rounds"]):
+            for label in labels[r % 3:] + labels[:r % 3]:
+                out["samples"][label] += pages[label][1].evaluate("() => bench.time(5, 1)")
+        # What the model cache's integrity check costs on each warm start (web/js/model-fetch.js).
+        out["sha256"] = pages["ours"][1].evaluate("() => bench.sha256(3)")
+    finally:
+        for context, _ in pages.values():
+            context.close()
+    return out
 
 
 # ------------------------------------------------------------------------------------- summary
@@ -494,7 +572,7 @@ def summarize_run(run: dict) -> dict:
         for c, samples in run[key].items():
             tot = [x["total_ms"] for x in samples]
             part = "preprocess_ms" if key == "latency_image" else "tokenize_ms"
-            s[key][c] = {"median_ms": _med(tot), "p90_ms": _p90(tot), "n": len(tot),
+            s[key][c] = {"median_ms": _med(tot), "p90_ms": _p90(tot), "min_ms": min(tot), "n": len(tot),
                          "prep_median_ms": _med([x[part] for x in samples if x.get(part) is not None]),
                          "inference_median_ms": _med([x["inference_ms"] for x in samples if x.get("inference_ms") is not None])}
     for c, t in run["throughput"].items():
@@ -513,6 +591,12 @@ def summarize_run(run: dict) -> dict:
                                  "min_same_tokens": min(same) if same else None, "n_same_tokens": len(same)}
     for c, t in run["tokens"].items():
         s["tokens"][c] = {k: t[k] for k in ("n", "exact", "content", "exact_pct", "content_pct")}
+    if "engine" in run:
+        e = run["engine"]
+        s["engine"] = {k: {"median_ms": _med(v), "p90_ms": _p90(v), "min_ms": min(v), "n": len(v),
+                           "session_ms": e["info"][k]["sessionMs"], "version": e["info"][k]["version"]}
+                       for k, v in e["samples"].items()}
+        s["sha256"] = {"mb": e["sha256"]["bytes"] / 1e6, "median_ms": _med(e["sha256"]["ms"])}
     return s
 
 
@@ -568,6 +652,9 @@ def main() -> int:
                             run["startup"].setdefault(c, []).append({"cold": startup, "source": "work page"})
                         load["end"] = os.getloadavg()
                         run["loadavg"] = load
+                        if kind in cfg["engine_kinds"]:
+                            log(f"  engine A/B {key} ...")
+                            run["engine"] = run_engines(browser, server.url, kind, dtype, site, cfg, external, console)
                         run["summary"] = summarize_run(run)
                         results["runs"][key] = run
             finally:

@@ -39,7 +39,7 @@ def _ratio(a, b):
 
 
 def _cos(x):
-    return "–" if x is None else f"{x:.6f}" if x < 0.9999 else f"{x:.8f}"
+    return "–" if x is None else f"{x:.6f}" if x < 0.9999 else f"{x:.10f}"
 
 
 def _med(xs):
@@ -74,13 +74,16 @@ def phases(contender: str, smp: dict) -> list[tuple[str, str, float, float, int]
         py_start = py_end - py["ready_ms"]
         boot_end = py_start + py["pyodide_boot_ms"]
         pk_end = boot_end + py["packages_ms"]
+        # createClip loads the model after Runtime.start (both workers ready); Runtime.start({model})
+        # loads it inside the onnxruntime worker's start, so ort_ready includes it.
+        model_end = call + rt["ort_ready_ms"] if contender == "ours_overlapped" else m["ready"]
+        model_start = model_end - rt["model_load_ms"]
+        ort_end = model_start if contender == "ours_overlapped" else call + rt["ort_ready_ms"]
         out += [("page + script", "load", 0, m["script"], 0),
                 ("Pyodide boot", "python", py_start, boot_end, 0),
                 ("numpy, Pillow, pyapp wheels", "python", boot_end, pk_end, 0),
                 ("import pyapp + vocab", "python", pk_end, py_end, 0),
-                ("onnxruntime-web import", "load", call, call + rt["ort_ready_ms"], 1)]
-        model_end = m["ready"]
-        model_start = model_end - rt["model_load_ms"]
+                ("onnxruntime-web import", "load", call, ort_end, 1)]
         dl_end = model_start + model["download_ms"]
         out += [("model download / cache read", "download", model_start, dl_end, 1),
                 ("sessions (incl. wasm compile)", "session", dl_end, model_end, 1)]
@@ -205,8 +208,8 @@ def plots(results: dict, img: Path) -> dict[str, str]:
             ax.set_ylabel("ms per call (median; bar to p90)")
             what = f"image ({LATENCY_IMAGE})" if metric == "latency_image" else f"text (\"{LATENCY_TEXT}\")"
             ax.set_title(f"{kind}: {what}", fontsize=9)
-            ax.text(0.01, 0.98, f"light: {prep_name}; solid: inference; hatched: the rest\n(transfer, worker messages)",
-                    transform=ax.transAxes, va="top", fontsize=7)
+            ax.set_xlabel(f"light: {prep_name}; solid: inference; hatched: the rest (transfers, worker messages)",
+                          fontsize=7)
             ax.grid(axis="y", alpha=0.3)
         fig.suptitle(f"Latency after warm-up, {machine}", fontsize=9)
         fig.tight_layout()
@@ -299,6 +302,8 @@ def headline_rows(run: dict) -> list[tuple[str, str, dict, bool]]:
         n = max(s[metric][c]["n"] for c in CONTENDERS)
         rows.append((f"{what} latency, median (ms, n={n})", "lower", {c: s[metric][c]["median_ms"] for c in CONTENDERS}, True))
         rows.append((f"{what} latency, p90 (ms)", "lower", {c: s[metric][c]["p90_ms"] for c in CONTENDERS}, True))
+        rows.append((f"{what} latency, min (ms: least disturbed by other jobs)", "lower",
+                     {c: s[metric][c].get("min_ms") for c in CONTENDERS}, True))
     imgs = s["throughput"]["ours"]["images"]
     rows.append((f"throughput, {imgs} images (images/s)", "higher", {c: s["throughput"][c]["images_per_s"] for c in CONTENDERS}, True))
     rows.append(("peak memory (MB, RSS high-water mark)", "lower", {c: s["memory"][c].get("peak_mb") for c in CONTENDERS}, True))
@@ -341,6 +346,43 @@ def behind_list(results: dict) -> list[str]:
     return out
 
 
+def engine_sentence(run: dict) -> str:
+    e = _get(run, "summary", "engine")
+    if not e:
+        return ""
+    o, te, t = e["ours"], e["tjs_engine"], e["tjs"]
+    return (f" The engine A/B below runs the same input through the encoder alone: our engine on our graph "
+            f"{_ms(o['median_ms'])} ms median (min {_ms(o['min_ms'])}), transformers.js's engine on our graph "
+            f"{_ms(te['median_ms'])} ms (min {_ms(te['min_ms'])}), on its own graph {_ms(t['median_ms'])} ms "
+            f"(min {_ms(t['min_ms'])}).")
+
+
+def engine_table(results: dict) -> list[str]:
+    lines = []
+    for key, run in results["runs"].items():
+        e = _get(run, "summary", "engine")
+        if not e:
+            continue
+        if not lines:
+            lines += ["## Engine A/B: model-only image inference", "",
+                      "The same random [1,3,224,224] input through the image encoder alone (`session.run` timed in the "
+                      "page; no decoding, no preprocessing, no workers), 5 runs per round after 1 warm-up, rounds "
+                      "interleaved: onnxruntime-web 1.30.0's plain wasm build (clip-web) vs the 1.31-dev asyncify "
+                      "build that transformers.js bundles, on our ONNX graph and on transformers.js's export of the "
+                      "same weights. It separates the engine from the rest of each pipeline.", ""]
+        lines += [f"**{key}**", "", "| engine, graph | session creation (ms) | median (ms) | p90 | min | ÷ clip-web's |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        names = {"ours": "onnxruntime-web 1.30.0 plain wasm, our graph (clip-web)",
+                 "tjs_engine": f"onnxruntime-web {e['tjs']['version']} asyncify, our graph",
+                 "tjs": f"onnxruntime-web {e['tjs']['version']} asyncify, transformers.js graph (transformers.js)"}
+        for k in ("ours", "tjs_engine", "tjs"):
+            v = e[k]
+            lines.append(f"| {names[k]} | {_ms(v['session_ms'])} | {_ms(v['median_ms'])} | {_ms(v['p90_ms'])} | "
+                         f"{_ms(v['min_ms'])} | {_ratio(v['median_ms'], e['ours']['median_ms'])} |")
+        lines.append("")
+    return lines
+
+
 def why_paragraphs(results: dict) -> list[str]:
     """Measured reasons, with the numbers of this run."""
     runs = results["runs"]
@@ -365,31 +407,49 @@ def why_paragraphs(results: dict) -> list[str]:
                f"sessions ({_ms(o.get('sessions (incl. wasm compile)'))} ms) come on top instead of overlapping.")
         if ov and seq:
             txt += (f" Booting through `Runtime.start({{model}})` (the start page's order, row \"{LABEL['ours_overlapped']}\") "
-                    f"gives {_ms(ov)} ms instead of {_ms(seq)} ms cold ({ov / seq:.2f}x): passing the manifest into "
-                    f"`Runtime.start` inside `createClip` is the cheap fix.")
-        txt += (" Warm, Pyodide still has to boot and import (HTTP and Cache Storage only save the downloads), "
-                "while transformers.js reuses its cached wasm and model bytes.")
+                    f"gives {_ms(ov)} ms instead of {_ms(seq)} ms cold ({ov / seq:.2f}x)")
+            txt += (": passing the manifest into `Runtime.start` inside `createClip` is the cheap fix." if ov < 0.95 * seq else
+                    ": no clear gain here, because on 2 cores the model download, the wasm compile and the session "
+                    "creation compete with Pyodide's boot for the same CPU.")
+        ow = _get(bd, "ours", "warm") or {}
+        tw = _get(bd, "tjs", "warm") or {}
+        if ow:
+            pyw = sum(ow.get(k) or 0 for k in ("Pyodide boot", "numpy, Pillow, pyapp wheels", "import pyapp + vocab"))
+            txt += (f" Warm, the HTTP cache and Cache Storage only save downloads: Pyodide still boots and imports "
+                    f"({_ms(pyw)} ms), then the model comes out of Cache Storage "
+                    f"({_ms(ow.get('model download / cache read'))} ms, transformers.js "
+                    f"{_ms(tw.get('model download / cache read'))} ms) and the sessions are created again "
+                    f"({_ms(ow.get('sessions (incl. wasm compile)'))} ms, transformers.js "
+                    f"{_ms(tw.get('sessions (incl. wasm compile)'))} ms).")
+            sha = _get(run, "summary", "sha256") or next((_get(r, "summary", "sha256") for k2, r in runs.items()
+                                                          if k2.split("/")[0] == key.split("/")[0] and _get(r, "summary", "sha256")), None)
+            if sha:
+                txt += (f" Part of our cache read is the integrity check: `crypto.subtle.digest('SHA-256')` takes "
+                        f"{_ms(sha['median_ms'])} ms for the {sha['mb']:.0f} MB image encoder here, and "
+                        f"web/js/model-fetch.js hashes every cached file on every load.")
         paras.append(txt)
-    # Text latency
-    for key, run in runs.items():
-        s = run["summary"]["latency_text"]
-        o, t = s["ours"], s["tjs"]
-        if o["median_ms"] and t["median_ms"] and o["median_ms"] > t["median_ms"]:
-            paras.append(
-                f"**Text latency ({key}).** {_ms(o['median_ms'])} vs {_ms(t['median_ms'])} ms: we run the text encoder "
-                f"on all 77 positions (OpenAI's `tokenize` pads to the context length and our ONNX input is fixed at 77), "
-                f"{_ms(o['inference_median_ms'])} ms, while transformers.js pads to the longest text of the batch "
-                f"(7 positions for \"{LATENCY_TEXT}\"), {_ms(t['inference_median_ms'])} ms; then tokenizing in the "
-                f"Python worker ({_ms(o['prep_median_ms'])} ms inside Python) costs two worker round trips "
-                f"(page -> Pyodide worker -> page -> ORT worker -> page), about "
-                f"{_ms(max(o['median_ms'] - (o['prep_median_ms'] or 0) - (o['inference_median_ms'] or 0), 0))} ms. "
-                f"With a causal mask the embedding at the EOT does not depend on later padding, so truncating the "
-                f"input to the EOT would give the same numbers for less work.")
-            break
+    # Text latency: the same cause in every run; told with the largest model's fp32 numbers.
+    text_keys = [k for k in runs if k.endswith("fp32")] or list(runs)
+    key = text_keys[-1]
+    s = runs[key]["summary"]["latency_text"]
+    o, t, nat = s["ours"], s["tjs"], s["native"]
+    if o["median_ms"] and t["median_ms"] and o["median_ms"] > t["median_ms"]:
+        paras.append(
+            f"**Text latency ({key}; the other runs behave alike).** {_ms(o['median_ms'])} vs {_ms(t['median_ms'])} ms. "
+            f"We run the text encoder on all 77 positions (OpenAI's `tokenize` pads to the context length and our "
+            f"ONNX input is fixed at 77): {_ms(o['inference_median_ms'])} ms of inference, while transformers.js pads "
+            f"to the longest text of the batch (7 positions for \"{LATENCY_TEXT}\"): {_ms(t['inference_median_ms'])} ms. "
+            f"Native onnxruntime, also at 77 positions, needs {_ms(nat['inference_median_ms'])} ms: the sequence "
+            f"length, not the engine, is the gap. Tokenizing in the Python worker ({_ms(o['prep_median_ms'])} ms "
+            f"inside Python) then costs two worker round trips (page -> Pyodide worker -> page -> onnxruntime "
+            f"worker -> page), about {_ms(max(o['median_ms'] - (o['prep_median_ms'] or 0) - (o['inference_median_ms'] or 0), 0))} ms. "
+            f"CLIP's causal mask means the embedding at the EOT does not depend on the padding after it, so "
+            f"cutting the ids after the batch's last EOT (a dynamic sequence axis in text.onnx) would give the "
+            f"same embeddings for much less work.")
     # Image latency / throughput
     for key, run in runs.items():
         s = run["summary"]["latency_image"]
-        o, t, n = s["ours"], s["tjs"], s["native"]
+        o, t = s["ours"], s["tjs"]
         if o["median_ms"] > t["median_ms"] or run["summary"]["throughput"]["ours"]["images_per_s"] < run["summary"]["throughput"]["tjs"]["images_per_s"]:
             paras.append(
                 f"**Image latency / throughput ({key}).** Median {_ms(o['median_ms'])} vs {_ms(t['median_ms'])} ms: "
@@ -397,7 +457,8 @@ def why_paragraphs(results: dict) -> list[str]:
                 f"{_ms(o['inference_median_ms'])} vs {_ms(t['inference_median_ms'])} ms. Our preprocessing is Pillow's "
                 f"antialiased bicubic resize in wasm (exact, but more work than transformers.js's canvas bilinear draw), "
                 f"and each image crosses two workers. Inference engines differ too: onnxruntime-web 1.30 plain wasm "
-                f"build (ours) vs 1.31-dev asyncify build (transformers.js).")
+                f"build (ours) vs 1.31-dev asyncify build (transformers.js)."
+                + engine_sentence(run))
     # Native
     for key, run in runs.items():
         s = run["summary"]["latency_image"]
@@ -405,21 +466,27 @@ def why_paragraphs(results: dict) -> list[str]:
             paras.append(
                 f"**Native ({key}).** Inference {_ms(s['ours']['inference_median_ms'])} ms in wasm vs "
                 f"{_ms(s['native']['inference_median_ms'])} ms native "
-                f"({s['ours']['inference_median_ms'] / s['native']['inference_median_ms']:.1f}x): wasm SIMD is 128-bit "
-                f"(native MLAS uses AVX2/AVX-512 kernels) and wasm threads pay for SharedArrayBuffer synchronisation. "
+                f"({s['ours']['inference_median_ms'] / s['native']['inference_median_ms']:.1f}x): WebAssembly has only "
+                f"128-bit SIMD, while native onnxruntime's MLAS picks kernels for this CPU "
+                f"({', '.join(results['machine'].get('simd') or []) or 'its SIMD extensions'}). "
                 f"Preprocessing {_ms(s['ours']['prep_median_ms'])} vs {_ms(s['native']['prep_median_ms'])} ms: the same "
                 f"Pillow code compiled to wasm, plus the JPEG decode in the browser and the worker hop.")
     # Memory
-    mem_notes = []
+    mem_notes, heaps = [], []
     for key, run in runs.items():
         m = run["summary"]["memory"]
         o, t = m["ours"].get("peak_mb"), m["tjs"].get("peak_mb")
         if o and t and o > t:
             mem_notes.append(f"{key} {o:.0f} vs {t:.0f} MB")
+            if m["ours"].get("python_heap_mb"):
+                heaps.append(f"{key} {m['ours']['python_heap_mb']:.0f} MB")
     if mem_notes:
-        paras.append("**Memory** (" + "; ".join(mem_notes) + "). The Pyodide worker holds a CPython heap with numpy "
-                     "and Pillow (about 100-200 MB once images have been decoded in it), and the model bytes are copied "
-                     "from the download / Cache Storage into the onnxruntime worker's wasm heap.")
+        txt = ("**Memory** (" + "; ".join(mem_notes) + "). We run a second wasm runtime: the Python worker's "
+               "Pyodide heap (CPython, numpy, Pillow, pyapp and the last decoded image) ")
+        txt += (f"measured {', '.join(heaps)} at the end of the run" if heaps else "comes on top")
+        txt += (" (a wasm heap grows and never shrinks, so the 4000x3000 JPEG of the fidelity set leaves it large); "
+                "both libraries copy the model bytes from JS into onnxruntime's wasm heap.")
+        paras.append(txt)
     return paras
 
 
@@ -506,7 +573,8 @@ def write(results: dict, docs: Path) -> None:
         f"in {results['duration_s'] / 60:.1f} min{' (quick mode: tiny model, fewer samples)' if cfg['quick'] else ''}. "
         f"Raw samples: [benchmarks.json](benchmarks.json).",
         "",
-        f"**Machine**: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, {m['os']}; {m.get('browser', '')}. "
+        f"**Machine**: {m['cpu']} ({', '.join(m.get('simd') or [])}), {m['cores']} cores, {m['memory_gb']} GB RAM, "
+        f"{m['os']}; {m.get('browser', '')}. "
         f"Shared with other jobs: load average at start {', '.join(f'{x:.1f}' for x in m['loadavg_at_start'] or [])} "
         f"(per run below). Absolute times are this machine's; compare the ratios.",
         "",
@@ -517,7 +585,9 @@ def write(results: dict, docs: Path) -> None:
         + "; ".join(f"{k} ({KIND_NAME.get(k, k)})" for k in cfg["kinds"]) + ".",
         "",
         "Ratios are clip-web ÷ the other contender: for times and memory below 1 is better for us, for throughput "
-        "above 1 is better.",
+        "above 1 is better. This machine is shared and busy (load averages below): full runs repeated on the same "
+        "day moved timing ratios by about ±10%, so ratios within that band of 1 are a tie; fidelity and token "
+        "figures are exact and do not move.",
         "",
     ]
     # Targets
@@ -565,6 +635,7 @@ def write(results: dict, docs: Path) -> None:
                          f"({', '.join(fi['failed'])}): the browser's image decoders do not read TIFF or PPM. "
                          f"Its worst cosines: " + ", ".join(f"{w['name']} {w['cos']:.3f}" for w in fi["worst"]) + ".")
             lines.append("")
+    lines += engine_table(results)
     # Behind
     lines += ["## Where clip-web is behind, and why", ""]
     behind = behind_list(results)

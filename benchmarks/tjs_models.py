@@ -7,7 +7,8 @@ the git-ignored `.cache/bench/`.
 Library (`ensure_library`): `npm pack @huggingface/transformers@TJS_VERSION` and of the onnxruntime-web
 build that version pins; we keep `dist/transformers.min.js` (it bundles onnxruntime-web's JS) and the
 `ort-wasm-simd-threaded.asyncify.{mjs,wasm}` pair, the files transformers.js itself picks by default in a
-browser (it would fetch them from a CDN; the page points `env.backends.onnx.wasm.wasmPaths` here instead).
+browser (it would fetch them from a CDN; the page points `env.backends.onnx.wasm.wasmPaths` here instead),
+plus that build's `ort.webgpu.min.mjs` for the engine A/B figure (onnxruntime-web alone, same wasm).
 
 Model folder (`ensure_model(kind)`), from the same checkpoint as our ONNX files
 (`.cache/reference/<kind>/checkpoint`):
@@ -52,6 +53,8 @@ MODELS_DIR = CACHE / "tjs-models"
 # transformers.js selects by default in browsers (".asyncify", the WebGPU-capable build).
 LIB_FILES = ("transformers.min.js",)
 ORT_FILES = ("ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm")
+# onnxruntime-web's own JS for that wasm pair (the engine A/B figure loads it without transformers.js)
+ORT_API_FILES = ("ort.webgpu.min.mjs",)
 OPSET = 14
 QUANT_SUFFIX = "_quantized"  # transformers.js dtype "q8" (its default on wasm)
 
@@ -87,7 +90,8 @@ def ensure_library(force: bool = False) -> dict:
     stamp = LIB_DIR / "stamp.json"
     if not force and stamp.is_file():
         info = json.loads(stamp.read_text())
-        if all((LIB_DIR / n).is_file() for n in info["files"]):
+        wanted = set(LIB_FILES + ORT_FILES + ORT_API_FILES)
+        if wanted <= set(info["files"]) and all((LIB_DIR / n).is_file() for n in info["files"]):
             info["dir"] = LIB_DIR
             return info
     _log(f"npm pack {TJS_PACKAGE}@{TJS_VERSION} ...")
@@ -104,7 +108,7 @@ def ensure_library(force: bool = False) -> dict:
         for name in LIB_FILES:
             shutil.copyfile(pkg / "dist" / name, LIB_DIR / name)
             files[name] = sha256_file(LIB_DIR / name)
-        for name in ORT_FILES:
+        for name in ORT_FILES + ORT_API_FILES:
             shutil.copyfile(ort_pkg / "dist" / name, LIB_DIR / name)
             files[name] = sha256_file(LIB_DIR / name)
         (LIB_DIR / "LICENSE").write_bytes((pkg / "LICENSE").read_bytes())

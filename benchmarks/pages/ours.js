@@ -72,7 +72,10 @@ async function main() {
     firstText: (text) => adapter.embedText(text),
     details,
   });
-  installBench(adapter, startup);
+  const bench = installBench(adapter, startup);
+  // Size of Pyodide's wasm heap (the Python worker's memory: CPython, numpy, Pillow, pyapp, images).
+  bench.pythonHeapMB = async () =>
+    Number(await clip.runtime.runPython('import pyodide_js\nstr(pyodide_js._module.HEAPU8.length)')) / 1e6;
   setState('ready');
 }
 
