@@ -409,7 +409,7 @@ def token_agreement(golden: list[dict], ids: list[list[int]]) -> dict:
     EOT cannot change CLIP's output, which pools at the EOT under a causal mask)."""
     from pyapp import constants as C
 
-    exact = content = 0
+    exact = content = long_n = long_eot_missing = 0
     mismatches, content_ok = [], []
     for g, got in zip(golden, ids):
         want = g["ids"]
@@ -418,6 +418,9 @@ def token_agreement(golden: list[dict], ids: list[list[int]]) -> dict:
         exact += list(got) == want
         content += same_content
         content_ok.append(same_content)
+        if want[C.CONTEXT_LENGTH - 1] == C.EOT_ID:  # cut to the context length by OpenAI's truncate=True
+            long_n += 1
+            long_eot_missing += C.EOT_ID not in list(got)
         if not same_content and len(mismatches) < 12:
             try:
                 got_upto = list(got).index(C.EOT_ID) + 1
@@ -426,7 +429,8 @@ def token_agreement(golden: list[dict], ids: list[list[int]]) -> dict:
             mismatches.append({"text": g["text"], "want": want[:upto], "got": list(got[:got_upto])})
     n = len(golden)
     return {"n": n, "exact": exact, "content": content, "exact_pct": 100 * exact / n,
-            "content_pct": 100 * content / n, "mismatches": mismatches, "content_ok": content_ok}
+            "content_pct": 100 * content / n, "mismatches": mismatches, "content_ok": content_ok,
+            "long_n": long_n, "long_eot_missing": long_eot_missing}
 
 
 def run_work(browser, base, kind, dtype, site, cfg, orc, golden, external, console) -> dict:
