@@ -43,6 +43,7 @@ for p in (ROOT, ROOT / "tests" / "reference"):
         sys.path.insert(0, str(p))
 
 from pyapp import constants as C  # noqa: E402
+from server.hashing import sha256_file  # noqa: E402
 
 TJS_PACKAGE = "@huggingface/transformers"
 TJS_VERSION = "4.3.2"  # `npm view @huggingface/transformers version` on 2026-11-28
@@ -61,14 +62,6 @@ QUANT_SUFFIX = "_quantized"  # transformers.js dtype "q8" (its default on wasm)
 
 def _log(msg: str) -> None:
     print(f"[tjs_models] {msg}", file=sys.stderr, flush=True)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------- library
