@@ -539,7 +539,7 @@ def run_engines(browser, base, kind, dtype, site, cfg, external, console) -> dic
         for r in range(cfg["engine_rounds"]):
             for label in labels[r % 3:] + labels[:r % 3]:
                 out["samples"][label] += pages[label][1].evaluate("() => bench.time(5, 1)")
-        # What the model cache's integrity check costs on each warm start (web/js/model-fetch.js).
+        # What the model cache's integrity check costs on each warm start (web/js/runtime/model-fetch.js).
         out["sha256"] = pages["ours"][1].evaluate("() => bench.sha256(3)")
     finally:
         for context, _ in pages.values():

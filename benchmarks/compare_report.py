@@ -477,7 +477,7 @@ def why_paragraphs(results: dict) -> list[str]:
             if sha:
                 txt += (f" Part of our cache read is the integrity check: `crypto.subtle.digest('SHA-256')` takes "
                         f"{_ms(sha['median_ms'])} ms for the {sha['mb']:.0f} MB image encoder here, and "
-                        f"web/js/model-fetch.js hashes every cached file on every load.")
+                        f"web/js/runtime/model-fetch.js hashes every cached file on every load.")
         paras.append(txt)
     # Text latency: the same cause in every run; told with the largest model's fp32 numbers.
     text_keys = [k for k in runs if k.endswith("fp32")] or list(runs)
@@ -587,7 +587,7 @@ Figures:
   transformers.js's `transformers-cache`). Native: from just before the process is spawned. The image is
   `{LATENCY_IMAGE}`. The breakdown plots the median sample. {cfg['startup_rounds']} round(s) for
   {' and '.join(cfg['startup_dtypes'])}, plus the cold load of the page used for the other figures. "clip-web,
-  overlapped start" boots through `Runtime.start({{model}})` (web/js/runtime.js) instead of `createClip`.
+  overlapped start" boots through `Runtime.start({{model}})` (web/js/runtime/runtime.js) instead of `createClip`.
 - **Latency**: one image (`{LATENCY_IMAGE}`, as a Blob) to its embedding, and one text (\"{LATENCY_TEXT}\") to its
   embedding: {lat} timed calls per contender ({cfg['latency_rounds']} rounds x {cfg['latency_per_round']}, each
   round after 1 untimed warm-up call), median, p90 and min (the min is the call least disturbed by other jobs).

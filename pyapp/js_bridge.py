@@ -1,4 +1,4 @@
-"""The one module that talks to JavaScript. Imported only inside Pyodide (by web/js/py-worker.js).
+"""The one module that talks to JavaScript. Imported only inside Pyodide (by web/js/runtime/py-worker.js).
 
 JS hands us JsProxy objects (Uint8Array, arrays); we hand back numpy arrays, which the worker
 reads zero-copy with `getBuffer()`, or plain Python values that it converts with `toJs()`.

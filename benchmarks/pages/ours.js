@@ -4,7 +4,7 @@
 // download overlaps Pyodide's boot) instead of createClip, to show what that order gains.
 
 import { createClip, resolveModel, ClipClient } from '/js/clip.js';
-import { Runtime } from '/js/runtime.js';
+import { Runtime } from '/js/runtime/runtime.js';
 import { params, setState, installBench, runStartup } from './bench-common.js';
 
 const threads = Number(params.get('threads') || 0);

@@ -236,7 +236,7 @@ def report(folders: list[Path], checkpoint: Path | None = None, sources: list[Pa
 
 def summary(result: dict) -> dict:
     """The few numbers a variant picker shows (full detail stays in report.json). Key names are
-    the ones web/js/page-controls.js reads."""
+    the ones web/js/ui/page-controls.js reads."""
     vs = result["vs_source"]
     out = {"reference": result["source"],
            "image_cosine_min": round(vs["image"]["cos_min"], 6),

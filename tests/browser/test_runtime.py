@@ -35,6 +35,20 @@ def test_cross_origin_isolated_with_threads(ready):
     assert 0 < timings["pyodide_ready_ms"] <= timings["ready_ms"]
 
 
+def test_public_client_url_imports_and_embeds(ready):
+    """/js/clip.js is the public client other sites import; it must keep working from its URL."""
+    dims = ready.page.evaluate(
+        """async () => {
+            const { createClip } = await import('/js/clip.js');
+            const clip = await createClip({ model: 'tiny-reference' });
+            const embedding = await clip.embedText('a photo of a cat');
+            clip.dispose();
+            return embedding.length;
+        }"""
+    )
+    assert dims == 512
+
+
 def test_python_in_worker_imports_numpy_and_pil(ready):
     out = ready.page.evaluate(
         """runtime.runPython(`
@@ -100,7 +114,7 @@ def test_concurrent_runs_all_complete_in_order(ready):
     "spec_patch, code, words",
     [
         ({"url": "/models/tiny/missing.onnx"}, "download_failed", "HTTP 404"),
-        ({"url": "/js/runtime.js", "bytes": None, "sha256": None}, "invalid_model", "not a valid ONNX model"),
+        ({"url": "/js/runtime/rpc.js", "bytes": None, "sha256": None}, "invalid_model", "not a valid ONNX model"),
         ({"url": "http://127.0.0.1:9/image.onnx"}, "download_failed", "unreachable"),
         ({"input": "pixel_values"}, "model_mismatch", 'manifest says input "pixel_values"'),
         ({"sha256": "0" * 64}, "hash_mismatch", "does not match its manifest"),

@@ -494,7 +494,7 @@ def test_ten_thousand_images_stay_responsive(search):
         const items = [];
         let seed = 1;
         const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) - 0.5;
-        const { floatsToBase64 } = await import('./js/search-query.js');
+        const { floatsToBase64 } = await import('./js/search/query.js');
         for (let k = 0; k < 10000; k++) {
             const v = new Float32Array(512);
             for (let i = 0; i < 512; i++) v[i] = rand();

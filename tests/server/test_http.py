@@ -49,7 +49,7 @@ def test_pages_are_cross_origin_isolated(live_server):
         (PYODIDE + "pyodide.asm.wasm", "application/wasm"),
         (PYODIDE + "pyodide.asm.js", "text/javascript"),
         (PYODIDE + "clip-web-lock.json", "application/json"),
-        ("/js/runtime.js", "text/javascript"),
+        ("/js/runtime/runtime.js", "text/javascript"),
         ("/assets/vocab/bpe_simple_vocab_16e6.txt.gz", "application/gzip"),
     ],
 )
@@ -126,3 +126,20 @@ def test_api_models_lists_presets_and_local(live_server, tiny_model_dir):
 def test_request_log_records_requests(live_server):
     fetch(live_server, "/healthz?probe=1")
     assert any(r["path"] == "/healthz" and r["query"] == "probe=1" and r["status"] == 200 for r in live_server.requests())
+
+
+@pytest.mark.parametrize("path, exported", [("/js/clip.js", "createClip"), ("/widget.js", "ClipWidget")])
+def test_public_module_urls_stay(live_server, path, exported):
+    """Other sites import these two URLs: a layout change inside web/ must not move them."""
+    status, headers, body = fetch(live_server, path)
+    assert status == 200, path
+    assert headers["content-type"].split(";")[0] == "text/javascript"
+    assert headers["access-control-allow-origin"] == "*"
+    assert exported.encode() in body
+
+
+def test_embed_url_serves_the_widget_page(live_server):
+    status, headers, body = fetch(live_server, "/embed?mode=text")
+    assert status == 200
+    assert headers["content-type"].split(";")[0] == "text/html"
+    assert b"<clip-widget>" in body and b"js/pages/embed-page.js" in body

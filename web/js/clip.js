@@ -6,9 +6,12 @@
 //   clip.similarity(imageEmbeds, textEmbeds)                   // { cosine: [...], probs: [...] }
 //
 // Embeddings are the raw outputs, like PyTorch's get_image_features / get_text_features.
+//
+// Public URL /js/clip.js: other sites import it, so it stays here. Layer: the client, above
+// runtime/. May import: runtime/ only.
 
-import { Runtime, fetchJson, BASE_URL } from './runtime.js';
-import { RpcError } from './rpc.js';
+import { Runtime, fetchJson, BASE_URL } from './runtime/runtime.js';
+import { RpcError } from './runtime/rpc.js';
 
 export const LOGIT_SCALE = 100; // CLIP's learned temperature sits at its clamp, ln(100)
 

@@ -1,8 +1,8 @@
 // The text demo: lines of text -> tokens (strings and ids) -> one embedding per line, and the
 // cosine similarity matrix between lines.
 
-import { setupPage, formatVector, l2norm, npyBytes, download, setState } from './page-controls.js';
-import { cosine } from './clip.js';
+import { setupPage, formatVector, l2norm, npyBytes, download, setState } from '../ui/page-controls.js';
+import { cosine } from '../clip.js';
 
 const $ = (sel) => document.querySelector(sel);
 const SOT = 49406;

@@ -3,7 +3,7 @@
 // receive: the file's header, one small object per image, and every embedding in one transferred
 // Float32Array (n x d).
 
-import { base64ToFloats } from './search-query.js';
+import { base64ToFloats } from './query.js';
 
 self.onmessage = async (e) => {
   try {

@@ -9,7 +9,7 @@
 // Origins are checked both ways: the iframe only listens to, and only posts to, the origin named
 // in ?origin= (and only its parent window). The host must check event.origin is this server's.
 
-import '../widget.js';
+import '../widget/clip-widget.js';
 
 const query = new URLSearchParams(location.search);
 const widget = document.querySelector('clip-widget');

@@ -1,7 +1,8 @@
 // The image demo: an image in (file, drop, paste, URL), its embedding out, zero-shot labels.
 
-import { setupPage, formatVector, l2norm, npyBytes, download, setState } from './page-controls.js';
-import { fetchImage } from './clip.js';
+import { setupPage, formatVector, l2norm, npyBytes, download, setState } from '../ui/page-controls.js';
+import { wireDropZone } from '../ui/drop-zone.js';
+import { fetchImage } from '../clip.js';
 
 let clip = null;
 let current = null; // { embedding, name }
@@ -79,26 +80,11 @@ async function updateLabels() {
 }
 
 function wireInputs() {
-  $('#file').addEventListener('change', (e) => {
-    const file = e.target.files[0];
-    if (file) embed(file, file.name);
-  });
-  const zone = $('#drop-zone');
-  zone.addEventListener('dragover', (e) => {
-    e.preventDefault();
-    zone.classList.add('over');
-  });
-  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
-  zone.addEventListener('drop', (e) => {
-    e.preventDefault();
-    zone.classList.remove('over');
-    const file = [...(e.dataTransfer?.files ?? [])][0];
-    if (file) embed(file, file.name);
-    else showImageError('Nothing to use in what was dropped: drop an image file.');
-  });
-  document.addEventListener('paste', (e) => {
-    const item = [...(e.clipboardData?.items ?? [])].find((i) => i.kind === 'file');
-    if (item) embed(item.getAsFile(), 'pasted image');
+  wireDropZone($('#drop-zone'), {
+    input: $('#file'),
+    pasteTarget: document,
+    onFiles: ([file], how) => embed(file, how === 'paste' ? 'pasted image' : file.name),
+    onNothing: () => showImageError('Nothing to use in what was dropped: drop an image file.'),
   });
   $('#url-form').addEventListener('submit', async (e) => {
     e.preventDefault();

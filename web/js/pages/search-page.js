@@ -1,14 +1,15 @@
-// The search page: open a folder, index it (search-index.js), then search it by text, by example
-// or sort it into labels (search-query.js), with the results in a lazy thumbnail grid
-// (search-grid.js). Images never leave the page: files are read here and handed to the workers.
+// The search page: open a folder, index it (search/image-index.js), then search it by text, by example
+// or sort it into labels (search/query.js), with the results in a lazy thumbnail grid
+// (search/result-grid.js). Images never leave the page: files are read here and handed to the workers.
 //
 // Tests and scripts drive it through window.search (see the bottom of this file).
 
-import { setupPage, download, setState } from './page-controls.js';
-import { SearchIndex } from './search-index.js';
-import { ResultGrid } from './search-grid.js';
-import { entriesFromFiles, entriesFromDirectoryHandle, entriesFromDataTransfer } from './search-files.js';
-import { splitPrompts, combineQuery, rankInSlices, zeroShot } from './search-query.js';
+import { setupPage, download, setState } from '../ui/page-controls.js';
+import { wireDropZone } from '../ui/drop-zone.js';
+import { SearchIndex } from '../search/image-index.js';
+import { ResultGrid } from '../search/result-grid.js';
+import { entriesFromFiles, entriesFromDirectoryHandle, entriesFromDataTransfer } from '../search/folder-files.js';
+import { splitPrompts, combineQuery, rankInSlices, zeroShot } from '../search/query.js';
 
 const $ = (sel) => document.querySelector(sel);
 const params = new URLSearchParams(location.search);
@@ -84,13 +85,6 @@ function wireInputs() {
       openFolder().catch(showError);
     }
   });
-  for (const sel of ['#folder-input', '#files-input']) {
-    $(sel).addEventListener('change', (e) => {
-      const entries = entriesFromFiles(e.target.files);
-      e.target.value = ''; // choosing the same folder again must fire 'change' again
-      if (entries.length) openEntries(entries).catch(showError);
-    });
-  }
   $('#import-input').addEventListener('change', async (e) => {
     const file = e.target.files[0];
     e.target.value = '';
@@ -103,22 +97,19 @@ function wireInputs() {
     }
   });
   // The whole page takes drops: folders (webkitGetAsEntry) and loose files.
-  const zone = $('#drop-zone');
-  document.addEventListener('dragover', (e) => {
-    if (![...(e.dataTransfer?.types ?? [])].includes('Files')) return;
-    e.preventDefault();
-    zone.classList.add('over');
-  });
-  document.addEventListener('dragleave', (e) => {
-    if (!e.relatedTarget) zone.classList.remove('over');
-  });
-  document.addEventListener('drop', (e) => {
-    if (!e.dataTransfer?.items?.length) return;
-    e.preventDefault();
-    zone.classList.remove('over');
-    entriesFromDataTransfer(e.dataTransfer) // reads the items synchronously, walks folders after
-      .then((entries) => (entries.length ? openEntries(entries) : showError(new Error('Nothing to index in what was dropped.'))))
-      .catch(showError);
+  wireDropZone($('#drop-zone'), {
+    input: [$('#folder-input'), $('#files-input')],
+    dragTarget: document,
+    onFiles: (files) => {
+      const entries = entriesFromFiles(files);
+      if (entries.length) openEntries(entries).catch(showError);
+    },
+    // Reads the items synchronously, walks folders after.
+    onDataTransfer: (dt) =>
+      entriesFromDataTransfer(dt)
+        .then((entries) => (entries.length ? openEntries(entries) : showError(new Error('Nothing to index in what was dropped.'))))
+        .catch(showError),
+    onNothing: () => showError(new Error('Nothing to index in what was dropped.')),
   });
   $('#cancel-index').addEventListener('click', () => index.cancel());
   $('#resume-index').addEventListener('click', () => index.resume());

@@ -1,7 +1,10 @@
 // The start page: boots the runtime, shows what it runs on, and (with ?model=ID) loads a model.
+//
+// pages/: one module per HTML page, the top layer: each may import any layer below (ui/, search/,
+// widget/, clip.js, runtime/) and nothing imports a page.
 
-import { Runtime, fetchJson } from './runtime.js';
-import { renderProgress } from './progress-view.js';
+import { Runtime, fetchJson } from '../runtime/runtime.js';
+import { renderProgress } from '../ui/progress-view.js';
 
 const params = new URLSearchParams(location.search);
 const status = document.querySelector('#status');

@@ -1,11 +1,16 @@
 // The in-browser runtime, seen from the page: two module workers started in parallel, one for
 // Pyodide + pyapp (py-worker.js), one for onnxruntime-web (ort-worker.js). Pyodide's boot and
 // the model download + session creation overlap instead of running one after the other.
+//
+// runtime/ owns everything below the client API: the two workers (py-worker.js, ort-worker.js),
+// their RPC (rpc.js), onnxruntime-web (ort-backend.js, the only module that imports it), model
+// downloads and their cache (model-fetch.js), and byte progress (progress-fetch.js).
+// May import: nothing outside runtime/ (it is the lowest layer).
 
 import { WorkerClient, spawnWorker, RpcError } from './rpc.js';
 
 // Where this copy of clip-web is served from (works when a page on another origin imports us).
-export const BASE_URL = new URL('../', import.meta.url).href;
+export const BASE_URL = new URL('../../', import.meta.url).href;
 
 export async function fetchJson(path, base = BASE_URL) {
   const url = new URL(path, base).href;
@@ -30,8 +35,8 @@ export class Runtime extends EventTarget {
     this.timings = {};
     this.models = new Map(); // manifest id -> { manifest, image, text }
     const onEvent = (name, detail) => this.onWorkerEvent(name, detail);
-    this.py = new WorkerClient(spawnWorker(new URL('js/py-worker.js', base), 'clip-web-python'), onEvent);
-    this.ort = new WorkerClient(spawnWorker(new URL('js/ort-worker.js', base), 'clip-web-onnxruntime'), onEvent);
+    this.py = new WorkerClient(spawnWorker(new URL('js/runtime/py-worker.js', base), 'clip-web-python'), onEvent);
+    this.ort = new WorkerClient(spawnWorker(new URL('js/runtime/ort-worker.js', base), 'clip-web-onnxruntime'), onEvent);
   }
 
   // Start both workers; load `model` (a manifest) at the same time when given.

@@ -1,12 +1,41 @@
-// What both demo pages share: model / backend / threads controls kept in the URL query, model
-// loading with progress, errors with a retry button, notices, and the page state that people and
-// tests wait on (document.body.dataset.state = loading | ready | error).
+// ui/: components the pages share. page-controls.js is the main one: the model / backend /
+// threads controls (rendered here, kept in the URL query), model loading with progress, errors with
+// a retry button, notices, and the page state that people and tests wait on
+// (document.body.dataset.state = loading | ready | error). drop-zone.js takes files (input, drop,
+// paste); progress-view.js draws download bars.
+// May import: clip.js and runtime/ (lower layers). Never pages/, search/ or widget/.
 
-import { createClip, listModels } from './clip.js';
+import { createClip, listModels } from '../clip.js';
 import { renderProgress } from './progress-view.js';
-import { MODEL_CACHE } from './model-fetch.js';
+import { MODEL_CACHE } from '../runtime/model-fetch.js';
 
 export const BACKENDS = ['wasm', 'webgpu', 'webgl'];
+
+// The controls and status lines every model page shows, rendered into its #page-controls.
+export function renderControls(slot = document.querySelector('#page-controls')) {
+  const form = document.createElement('form');
+  form.id = 'controls';
+  form.className = 'controls';
+  form.addEventListener('submit', (e) => e.preventDefault());
+  const label = (text, control) => {
+    const el = document.createElement('label');
+    el.append(`${text} `, control);
+    return el;
+  };
+  const model = Object.assign(document.createElement('select'), { id: 'model' });
+  const backend = Object.assign(document.createElement('select'), { id: 'backend' });
+  for (const b of BACKENDS) backend.add(new Option(b, b));
+  const threads = Object.assign(document.createElement('input'), { id: 'threads', type: 'number', min: '0', max: '64', placeholder: 'auto' });
+  const clear = Object.assign(document.createElement('button'), { id: 'clear-cache', type: 'button', textContent: 'Clear cached models' });
+  const report = Object.assign(document.createElement('p'), { id: 'model-report', className: 'muted' });
+  form.append(label('Model', model), label('Backend', backend), label('Threads', threads), clear, report);
+  const message = Object.assign(document.createElement('p'), { id: 'message', textContent: 'Starting…' });
+  message.setAttribute('role', 'status');
+  const notices = Object.assign(document.createElement('div'), { id: 'notices' });
+  const progress = Object.assign(document.createElement('div'), { id: 'progress' });
+  const runtimeInfo = Object.assign(document.createElement('p'), { id: 'runtime-info', className: 'muted' });
+  slot.replaceChildren(form, message, notices, progress, runtimeInfo);
+}
 
 export function readSettings() {
   const q = new URLSearchParams(location.search);
@@ -73,6 +102,7 @@ function renderReport(model) {
 
 // Wires the controls; calls onLoad(clip) each time a model is ready. Returns { reload() }.
 export async function setupPage({ onLoad, onUnload = () => {} }) {
+  if (!document.querySelector('#controls')) renderControls();
   const settings = readSettings();
   const modelSelect = document.querySelector('#model');
   const backendSelect = document.querySelector('#backend');

@@ -8,11 +8,15 @@
 // in as one batch (up to maxBatch; the models have a dynamic batch axis).
 //
 // Cache. Every embedding (and every decode failure) goes to IndexedDB under model id + path +
-// size + last-modified (search-store.js), so reopening a folder embeds only new or changed files.
+// size + last-modified (store.js), so reopening a folder embeds only new or changed files.
+//
+// search/ owns the search page's data: the index and its pipeline (this file), the IndexedDB
+// store, folder listing, query math, the result grid and the index-import worker.
+// May import: clip.js and runtime/ (lower layers). Never ui/, widget/ or pages/.
 
-import { SearchStore, recordKey, rootOf } from './search-store.js';
-import { classify, collectionRoot } from './search-files.js';
-import { unit, floatsToBase64, base64ToFloats } from './search-query.js';
+import { SearchStore, recordKey, rootOf } from './store.js';
+import { classify, collectionRoot } from './folder-files.js';
+import { unit, floatsToBase64, base64ToFloats } from './query.js';
 
 export const INDEX_FORMAT = 'clip-web-search-index';
 
@@ -41,7 +45,7 @@ function fromObject(data) {
 
 function parseInWorker(source) {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL('./search-import-worker.js', import.meta.url), { type: 'module', name: 'clip-web-index-import' });
+    const worker = new Worker(new URL('./import-worker.js', import.meta.url), { type: 'module', name: 'clip-web-index-import' });
     worker.onmessage = (e) => {
       worker.terminate();
       if (e.data.ok) resolve({ head: e.data.head, rows: e.data.items, d: e.data.d, matrix: e.data.matrix });
@@ -125,7 +129,7 @@ export class SearchIndex extends EventTarget {
     this.emit('progress', this.progress());
   }
 
-  // entries: from search-files.js. Replaces the collection and starts indexing it.
+  // entries: from folder-files.js. Replaces the collection and starts indexing it.
   async open(entries, { name = null } = {}) {
     await this.stop();
     const { images, skipped } = classify(entries);
