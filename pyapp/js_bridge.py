@@ -57,6 +57,11 @@ def tokenize(texts, context_length: int) -> np.ndarray:
     return tokenizer.tokenize(_texts(texts), context_length=int(context_length)).astype(np.int32)  # (n, 77)
 
 
+def trim_padding(ids) -> np.ndarray:
+    """The model input for a text encoder with a dynamic sequence axis (see tokenizer.trim_padding)."""
+    return tokenizer.trim_padding(ids)  # (n, length)
+
+
 def token_strings(text) -> list[str]:
     if not isinstance(text, str):
         raise TextInputError(f"expected text, got {type(text).__name__}")

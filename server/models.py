@@ -2,7 +2,7 @@
 
     {"id", "name", "variant",
      "image": {"url", "input", "output", "input_dtype", ["sha256"], ["bytes"]},
-     "text":  {... same ...},
+     "text":  {... same ..., ["dynamic_sequence"]},   true: takes [b, L] for any L <= context_length
      "context_length", "image_size", "mean", "std", "embed_dim", ["source"], ["report"]}
 
 URLs are absolute, or relative to the manifest. Presets live in server/presets/; a local models
@@ -39,6 +39,8 @@ def validate_manifest(manifest: dict, where: str) -> dict:
             raise ManifestError(
                 f"{where}: {part} input_dtype {encoder['input_dtype']!r} is not one of {INPUT_DTYPES[part]}"
             )
+    if not isinstance(manifest["text"].get("dynamic_sequence", False), bool):
+        raise ManifestError(f"{where}: text dynamic_sequence must be true or false")
     if len(manifest["mean"]) != 3 or len(manifest["std"]) != 3:
         raise ManifestError(f"{where}: mean and std need 3 values each")
     return manifest

@@ -244,6 +244,39 @@ def test_text_page_embeddings_and_tokens_equal_reference(page_session, torch_cli
     assert tokens["ids"] == input_ids[2].tolist() and tokens["tokens"] == pyapp.tokens(texts[2])
 
 
+GOLDEN_TOKENS = Path(__file__).resolve().parent.parent / "pyapp" / "golden" / "tokens.json"
+
+
+def test_text_runs_at_its_real_length_and_equals_torch_at_77(page_session, torch_clip):
+    """The tiny model's text encoder takes a dynamic sequence: each batch runs only up to its last
+    end-of-text token, and the embeddings still equal torch's at 77 positions, over the whole hard
+    golden corpus (texts over 77 tokens and the literal <|endoftext|> included)."""
+    page = page_session.page
+    if "/text.html" not in page.url:
+        page_session.open("/text.html?model=tiny-reference")
+    golden = json.loads(GOLDEN_TOKENS.read_text())
+    texts = [e["text"] for e in golden]
+    assert any(e["ids"][-1] == 49407 for e in golden)  # texts over 77 tokens, truncated
+    assert any("<|endoftext|>" in t for t in texts)
+    reference = torch_clip.text_embeds(np.array([e["ids"] for e in golden], dtype=np.int32))  # (n, 77) -> (n, 512)
+    run = """async (texts) => {
+        const r = await clip.embedText(texts, { details: true });
+        return { embeddings: r.embeddings.map((e) => Array.from(e)), ids: r.inputIds.dims, model: r.modelInputDims };
+    }"""
+    worst = 1.0
+    for start in range(0, len(texts), 8):  # batches of 8, each cut to its own longest text
+        batch = texts[start:start + 8]
+        out = page.evaluate(run, batch)
+        longest = max(e["ids"].index(49407) for e in golden[start:start + 8]) + 1
+        assert out["ids"] == [len(batch), 77]  # what callers see stays OpenAI's 77 ids
+        assert out["model"] == [len(batch), longest]
+        for got, want, text in zip(np.asarray(out["embeddings"], dtype=np.float32), reference[start:start + 8], batch):
+            worst = min(worst, assert_matches_torch(got, want, text)[0])
+    short = page.evaluate(run, ["a photo of a cat"])
+    assert short["model"] == [1, 7]
+    print(f"dynamic-length text vs torch at 77 over {len(texts)} golden texts: min cosine {worst:.8f}")
+
+
 def test_privacy_images_never_leave_the_page(page_session, live_server):
     # Runs after this module's uploads, drops, pastes and URL fetches: the server saw only GETs
     # without a body, and the browser talked to nobody but 127.0.0.1.

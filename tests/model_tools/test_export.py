@@ -12,7 +12,7 @@ import pytest
 from mt_helpers import cos, error_line, no_temp_files, ort_run, run_cli, tiny_ids
 from server.model_tools import common
 from server.model_tools.common import ToolError, sha256_file
-from server.model_tools.export import argmax_input_types, check_text_graph
+from server.model_tools.export import argmax_input_types, check_text_graph, sequence_is_dynamic
 from server.models import validate_manifest
 
 
@@ -61,6 +61,20 @@ def test_text_encoder_equals_torch_with_int32_eot_pooling(exported, torch_clip):
     assert cos(got, torch_clip.text_embeds(ids)).min() >= 0.99999
     check_text_graph(exported / "text.onnx")  # int32 input, the one ArgMax on int32
     assert argmax_input_types(onnx.load(str(exported / "text.onnx"))) == [onnx.TensorProto.INT32]
+
+
+def test_text_encoder_takes_any_length_up_to_its_last_eot(exported, torch_clip):
+    """The dynamic sequence axis the manifest declares: short batches embed as torch does at 77."""
+    from pyapp.tokenizer import trim_padding
+
+    assert json.loads((exported / "manifest.json").read_text())["text"]["dynamic_sequence"] is True
+    assert sequence_is_dynamic(onnx.load(str(exported / "text.onnx")))
+    ids = tiny_ids(5, seed=4)[:3]  # (3, 77), EOT at 1, 19, 38
+    short = trim_padding(ids)  # (3, 39)
+    assert short.shape == (3, 39)
+    got = ort_run(exported / "text.onnx", short)  # (3, 512)
+    assert cos(got, torch_clip.text_embeds(ids)).min() >= 0.99999
+    np.testing.assert_allclose(got, ort_run(exported / "text.onnx", ids), rtol=0, atol=1e-5)
 
 
 def test_not_a_checkpoint(tmp_path, capsys):

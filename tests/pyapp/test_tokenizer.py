@@ -121,6 +121,34 @@ def test_module_level_tokenize_batches_the_golden_file():
     assert np.array_equal(got, np.array([e["ids"] for e in GOLDEN], dtype=np.int32))
 
 
+@pytest.mark.parametrize("entry", GOLDEN[:40:3], ids=lambda e: ascii(e["text"])[1:25])
+def test_trim_padding_keeps_each_text_up_to_its_eot(entry):
+    """One text: cut right after its first EOT (where CLIP pools), nothing of it lost."""
+    ids = np.array([entry["ids"]], dtype=np.int32)  # (1, 77)
+    pooled_at = entry["ids"].index(EOT_ID)
+    got = T.trim_padding(ids)  # (1, pooled_at + 1)
+    assert got.shape == (1, pooled_at + 1) and got.dtype == np.int32
+    assert got[0].tolist() == entry["ids"][: pooled_at + 1]
+
+
+def test_trim_padding_cuts_a_batch_at_its_longest_row():
+    ids = np.array([e["ids"] for e in GOLDEN], dtype=np.int32)  # (n, 77), over-long texts included
+    longest = max(e["ids"].index(EOT_ID) for e in GOLDEN) + 1
+    got = T.trim_padding(ids)  # (n, longest)
+    assert got.shape == (len(GOLDEN), longest) and got.flags.c_contiguous
+    assert np.array_equal(got, ids[:, :longest])
+    assert (ids[:, longest:] == 0).all()  # what was cut is padding only
+    short = T.tokenize(["a photo of a cat", "a dog"])  # (2, 77)
+    assert T.trim_padding(short).shape == (2, 7)  # SOT a photo of a cat EOT
+    literal = T.tokenize(["a <|endoftext|> b"])  # the literal pools at its first EOT, as OpenAI's
+    assert T.trim_padding(literal).shape == (1, 3)
+
+
+def test_trim_padding_leaves_ids_without_eot_alone():
+    ids = np.array([[SOT_ID, 320, 0, 0]], dtype=np.int32)  # (1, 4)
+    assert T.trim_padding(ids) is ids
+
+
 def test_golden_file_is_current(oracle):
     # Guards the golden file itself: hand edits or a changed corpus show up here.
     for entry in GOLDEN:

@@ -5,7 +5,7 @@
 Writes DIR/tiny/ (and DIR/vit-b-32-random/ with --full), each holding
     checkpoint/     transformers `save_pretrained` (the torch oracle loads this)
     image.onnx      float32 [b,3,224,224] -> float32 [b,512]
-    text.onnx       int32 [b,77] -> float32 [b,512], pooled at the EOT position by an int32 ArgMax
+    text.onnx       int32 [b,L<=77] -> float32 [b,512], pooled at the EOT position by an int32 ArgMax
     manifest.json   the project-wide model manifest (urls relative to it)
     build-stamp.txt hash of this script + library versions; a folder with a matching stamp is reused
 
@@ -130,7 +130,8 @@ def write_manifest(kind: str, folder: Path) -> dict:
 
     def entry(name: str, dtype: str) -> dict:
         p = folder / name
-        return {"url": name, "input": "input", "output": "output", "input_dtype": dtype,
+        extra = {"dynamic_sequence": True} if name == "text.onnx" else {}
+        return {"url": name, "input": "input", "output": "output", "input_dtype": dtype, **extra,
                 "sha256": sha256_file(p), "bytes": p.stat().st_size}
 
     manifest = {

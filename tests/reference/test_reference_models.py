@@ -79,7 +79,9 @@ def test_manifest_matches_files(folder):
     assert m["mean"] == list(C.OPENAI_DATASET_MEAN) and m["std"] == list(C.OPENAI_DATASET_STD)
     for part, dtype in [("image", "float32"), ("text", "int32")]:
         e = m[part]
-        assert list(e) == ["url", "input", "output", "input_dtype", "sha256", "bytes"]
+        dynamic = ["dynamic_sequence"] if part == "text" else []
+        assert list(e) == ["url", "input", "output", "input_dtype", *dynamic, "sha256", "bytes"]
+        assert e.get("dynamic_sequence", True) is True
         assert (e["input"], e["output"], e["input_dtype"]) == ("input", "output", dtype)
         f = folder / e["url"]
         assert f.stat().st_size == e["bytes"]
@@ -102,13 +104,30 @@ def test_text_onnx_matches_torch(folder, clip):
     _assert_close(got, clip.text_embeds(ids))
 
 
+def test_text_at_its_real_length_equals_77_positions(folder, clip):
+    """The dynamic sequence axis: a batch cut right after its last EOT (tokenizer.trim_padding)
+    embeds exactly as the torch oracle does at 77 positions; a cut before an EOT would not."""
+    from pyapp.tokenizer import trim_padding
+
+    sess = _session(folder / "text.onnx")
+    for positions in ([1], [5, 20], [1, 5, 20], EOT_POSITIONS):
+        ids = _ids(positions, seed=len(positions))  # (n, 77)
+        short = trim_padding(ids)  # (n, max(positions) + 1)
+        assert short.shape == (len(positions), max(positions) + 1)
+        got = sess.run(["output"], {"input": short})[0]  # (n, 512)
+        _assert_close(got, clip.text_embeds(ids))
+    ids = _ids([5, 20], seed=9)
+    cut_too_soon = sess.run(["output"], {"input": np.ascontiguousarray(ids[:, :10])})[0]  # row 2 loses its EOT
+    assert _cos(cut_too_soon, clip.text_embeds(ids))[1] < 0.9
+
+
 def test_text_graph_is_int32_end_to_end(folder):
     """onnxruntime-web has no int64 ArgMax: ids must arrive as int32 and be argmaxed as int32."""
     m = onnx.shape_inference.infer_shapes(onnx.load(str(folder / "text.onnx")))
     (inp,) = m.graph.input
     assert inp.name == "input" and inp.type.tensor_type.elem_type == onnx.TensorProto.INT32
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
-    assert dims == ["batch", C.CONTEXT_LENGTH]
+    assert dims == ["batch", "sequence"]
     types = {v.name: v.type.tensor_type.elem_type for v in [*m.graph.input, *m.graph.value_info]}
     argmax_inputs = [types.get(n.input[0]) for n in m.graph.node if n.op_type == "ArgMax"]
     assert argmax_inputs == [onnx.TensorProto.INT32]

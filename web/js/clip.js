@@ -166,12 +166,16 @@ export class ClipClient {
     this.check();
     const texts = Array.isArray(text) ? text : [text];
     if (texts.length === 0) return [];
-    const inputIds = await this.runtime.tokenize(texts, this.manifest); // (n, 77)
-    const output = await this.runtime.run(this.manifest.id, 'text', inputIds); // (n, 512)
+    const inputIds = await this.runtime.tokenize(texts, this.manifest, { trim: true }); // (n, 77)
+    // A dynamic-sequence encoder runs only up to the batch's last end-of-text token: the same
+    // embeddings (causal mask, pooling at EOT), a fraction of the work. Callers still see 77 ids.
+    const modelIds = inputIds.model ?? inputIds; // (n, length <= 77)
+    const output = await this.runtime.run(this.manifest.id, 'text', modelIds); // (n, 512)
     const embeddings = split(output);
     const value = Array.isArray(text) ? embeddings : embeddings[0];
     if (!details) return value;
-    return { embeddings: value, inputIds, timings: { tokenize_ms: inputIds.ms, inference_ms: output.ms } };
+    const ids = { data: inputIds.data, dims: inputIds.dims, ms: inputIds.ms };
+    return { embeddings: value, inputIds: ids, modelInputDims: modelIds.dims, timings: { tokenize_ms: inputIds.ms, inference_ms: output.ms } };
   }
 
   async tokenize(text) {

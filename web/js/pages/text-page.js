@@ -105,7 +105,7 @@ async function embedAll() {
     $('#download-npy').disabled = false;
     $('#timings').textContent =
       `${n} text${n === 1 ? '' : 's'} · tokenize ${result.timings.tokenize_ms.toFixed(1)} ms · ` +
-      `inference ${result.timings.inference_ms.toFixed(1)} ms (one batch)`;
+      `inference ${result.timings.inference_ms.toFixed(1)} ms (one batch of ${result.modelInputDims[1]} positions)`;
     document.body.dataset.embedded = String(Number(document.body.dataset.embedded || 0) + 1);
   } catch (err) {
     console.warn(err);

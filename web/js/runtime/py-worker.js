@@ -143,12 +143,18 @@ serve({
     });
   },
 
-  async tokenize({ texts, contextLength = 77 }) {
+  // -> OpenAI's (n, contextLength) ids; with trim, also `model`: the same ids cut after the
+  // batch's last end-of-text position, for encoders with a dynamic sequence axis.
+  async tokenize({ texts, contextLength = 77, trim = false }) {
     return guarded(() => {
       const t0 = performance.now();
-      const out = takeArray(bridge.tokenize(texts, contextLength), 'i32');
+      const ids = bridge.tokenize(texts, contextLength);
+      const model = trim ? takeArray(bridge.trim_padding(ids), 'i32') : null;
+      const out = takeArray(ids, 'i32');
       out.ms = performance.now() - t0;
-      return withTransfer(out, [out.data.buffer]);
+      if (!model) return withTransfer(out, [out.data.buffer]);
+      out.model = model;
+      return withTransfer(out, [out.data.buffer, model.data.buffer]);
     });
   },
 

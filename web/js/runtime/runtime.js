@@ -98,8 +98,10 @@ export class Runtime extends EventTarget {
     return this.py.call('preprocess', { bytes, size: manifest.image_size, mean: manifest.mean, std: manifest.std });
   }
 
-  tokenize(texts, manifest) {
-    return this.py.call('tokenize', { texts, contextLength: manifest.context_length });
+  // { trim: true } adds `model`, the ids cut to the batch's real length, when the text encoder
+  // takes a dynamic sequence (manifest text.dynamic_sequence); fixed-length encoders get 77.
+  tokenize(texts, manifest, { trim = false } = {}) {
+    return this.py.call('tokenize', { texts, contextLength: manifest.context_length, trim: trim && manifest.text.dynamic_sequence === true });
   }
 
   tokenStrings(text) {
