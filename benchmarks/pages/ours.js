@@ -35,7 +35,7 @@ async function load() {
   if (params.get('start') === 'overlapped') {
     const manifest = await resolveModel(params.get('model'));
     const runtime = await Runtime.start({ backend: 'wasm', threads, model: manifest });
-    clip = new ClipClient({ runtime, manifest, modelInfo: runtime.models.get(manifest.id), release: () => runtime.dispose() });
+    clip = new ClipClient({ runtime, manifest, release: () => runtime.dispose() });
   } else {
     clip = await createClip({ model: params.get('model'), backend: 'wasm', threads });
   }

@@ -38,52 +38,58 @@ function sharedRuntime({ base, backend, threads, onProgress }) {
   let entry = runtimes.get(key);
   if (!entry) {
     const listeners = new Set();
-    const promise = Runtime.start({ base, backend, threads, onProgress: (p) => listeners.forEach((f) => f(p)) });
-    entry = { promise, listeners, users: 0, loading: new Map() };
+    const promise = Runtime.launch({ base, backend, threads, onProgress: (p) => listeners.forEach((f) => f(p)) });
+    entry = { promise, listeners, users: 0 };
     runtimes.set(key, entry);
-    promise.catch(() => runtimes.delete(key));
+    // A runtime whose Python or onnxruntime failed to start is not shared again: the next client
+    // (a retry) starts a fresh one.
+    const forget = () => runtimes.get(key) === entry && runtimes.delete(key);
+    promise.then((r) => Promise.all([r.pyReady, r.ortReady])).catch(forget);
   }
   if (onProgress) entry.listeners.add(onProgress);
   entry.users += 1;
   return { entry, key };
 }
 
-export async function createClip({ model = null, backend = 'wasm', threads = 0, base = BASE_URL, onProgress = null } = {}) {
+export const ENCODERS = ['image', 'text'];
+
+// encoders: which encoders to load and in what order. By default both, and createClip resolves
+// once both are ready. Given (['text'], or ['image', 'text']), it resolves as soon as the first
+// one is; the rest load in the background, and a call that needs one waits for it. An encoder
+// not listed loads when first used. The model download starts at once, beside Python's boot.
+export async function createClip({ model = null, backend = 'wasm', threads = 0, base = BASE_URL, onProgress = null, encoders = null } = {}) {
+  const order = encoders ?? ENCODERS;
+  const unknown = order.filter((e) => !ENCODERS.includes(e));
+  if (unknown.length || order.length === 0) {
+    throw new RpcError(`encoders must list "image" and/or "text", got ${JSON.stringify(encoders)}`, 'bad_input');
+  }
   const manifestPromise = resolveModel(model, base);
   const { entry, key } = sharedRuntime({ base, backend, threads, onProgress });
-  let manifest;
-  let runtime;
   try {
-    [manifest, runtime] = await Promise.all([manifestPromise, entry.promise]);
+    const [manifest, runtime] = await Promise.all([manifestPromise, entry.promise]);
+    const t0 = performance.now();
+    // Listed encoders: the first alone (all of the bandwidth and cores), then the rest.
+    const now = encoders ? order.slice(0, 1) : order;
+    const ready = Promise.all(now.map((part) => runtime.loadPart(manifest, part, backend)));
+    const later = ready.then(() => Promise.all(order.slice(now.length).map((part) => runtime.loadPart(manifest, part, backend))));
+    later.catch(() => {}); // a background load's failure is reported to the call that needs it
+    await Promise.all([runtime.pyReady, ready.then(() => {
+      runtime.timings.model_load_ms ??= performance.now() - t0;
+    })]);
+    runtime.timings.ready_ms ??= performance.now() - runtime.t0;
+    const client = new ClipClient({ runtime, manifest, backend, release: () => releaseRuntime(key, entry) });
+    client.timings = { create_ms: performance.now() - t0, encoders: order };
+    return client;
   } catch (err) {
-    releaseRuntime(key);
+    releaseRuntime(key, entry);
     throw err;
   }
-  // Clients of one model share its sessions; a load in flight is awaited, not repeated.
-  let modelInfo = runtime.models.get(manifest.id);
-  if (!modelInfo) {
-    let pending = entry.loading.get(manifest.id);
-    if (!pending) {
-      pending = runtime.loadModel(manifest, backend);
-      entry.loading.set(manifest.id, pending);
-      pending.finally(() => entry.loading.delete(manifest.id)).catch(() => {});
-    }
-    try {
-      modelInfo = await pending;
-    } catch (err) {
-      releaseRuntime(key);
-      throw err;
-    }
-  }
-  return new ClipClient({ runtime, manifest, modelInfo, release: () => releaseRuntime(key) });
 }
 
-function releaseRuntime(key) {
-  const entry = runtimes.get(key);
-  if (!entry) return;
+function releaseRuntime(key, entry) {
   entry.users -= 1;
   if (entry.users <= 0) {
-    runtimes.delete(key);
+    if (runtimes.get(key) === entry) runtimes.delete(key);
     entry.promise.then((r) => r.dispose()).catch(() => {});
   }
 }
@@ -138,12 +144,17 @@ function split(output) {
 }
 
 export class ClipClient {
-  constructor({ runtime, manifest, modelInfo, release }) {
+  constructor({ runtime, manifest, backend = runtime.backend, release }) {
     this.runtime = runtime;
     this.manifest = manifest;
-    this.modelInfo = modelInfo;
+    this.backend = backend;
     this.release = release;
     this.disposed = false;
+  }
+
+  // The load info of one encoder, loading it first if nobody has yet.
+  encoder(part) {
+    return this.runtime.loadPart(this.manifest, part, this.backend);
   }
 
   check() {
@@ -154,6 +165,7 @@ export class ClipClient {
   async embedImage(input, { details = false } = {}) {
     this.check();
     const bytes = await toBytes(input);
+    this.encoder('image').catch(() => {}); // an image encoder not loaded yet starts now; run() waits for it
     const pixelValues = await this.runtime.preprocess(bytes, this.manifest); // (1, 3, 224, 224)
     const output = await this.runtime.run(this.manifest.id, 'image', pixelValues); // (1, 512)
     const embedding = output.data;
@@ -166,6 +178,7 @@ export class ClipClient {
     this.check();
     const texts = Array.isArray(text) ? text : [text];
     if (texts.length === 0) return [];
+    this.encoder('text').catch(() => {}); // as in embedImage: loading starts now, run() waits
     const inputIds = await this.runtime.tokenize(texts, this.manifest, { trim: true }); // (n, 77)
     // A dynamic-sequence encoder runs only up to the batch's last end-of-text token: the same
     // embeddings (causal mask, pooling at EOT), a fraction of the work. Callers still see 77 ids.
@@ -195,18 +208,26 @@ export class ClipClient {
     return this.runtime.cropPreview(pixelValues, this.manifest);
   }
 
+  // What is loaded and how: encoders still loading (or never asked for) are left out.
   async info() {
     const info = await this.runtime.info();
+    const loaded = {};
+    for (const part of ENCODERS) {
+      const done = this.runtime.loadedParts.get(`${this.manifest.id}:${part}`);
+      if (done) loaded[part] = done;
+    }
+    const parts = Object.values(loaded);
     return {
       model: { id: this.manifest.id, name: this.manifest.name, variant: this.manifest.variant },
-      backend: this.modelInfo.image.backend,
+      encoders: Object.keys(loaded),
+      backend: (loaded.image ?? loaded.text)?.backend ?? this.backend,
       requestedBackend: this.runtime.backend,
-      notices: [...new Set([...this.modelInfo.image.notices, ...this.modelInfo.text.notices])],
-      cached: this.modelInfo.image.cached && this.modelInfo.text.cached,
+      notices: [...new Set(parts.flatMap((p) => p.notices))],
+      cached: parts.length > 0 && parts.every((p) => p.cached),
       threads: info.onnx.threads,
       crossOriginIsolated: info.crossOriginIsolated,
       versions: { ...info.python.versions, onnxruntimeWeb: info.onnx.ortVersion },
-      timings: { ...info.timings, model: { image: this.modelInfo.image.timings, text: this.modelInfo.text.timings } },
+      timings: { ...info.timings, client: this.timings, model: Object.fromEntries(Object.entries(loaded).map(([k, v]) => [k, v.timings])) },
     };
   }
 

@@ -110,6 +110,7 @@ function wireInputs() {
 
 wireInputs();
 setupPage({
+  encoders: ['image', 'text'], // ready once the image encoder is; the labels' text encoder follows
   onLoad: async (c) => {
     clip = c;
     if (current) {

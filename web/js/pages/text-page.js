@@ -130,6 +130,7 @@ $('#download-json').addEventListener('click', () =>
 $('#download-npy').addEventListener('click', () => download(npyBytes(last.embeddings), 'text_embeds.npy'));
 
 setupPage({
+  encoders: ['text'], // this page never embeds an image: the image encoder is never downloaded
   onLoad: async (c) => {
     clip = c;
     await embedAll();

@@ -11,6 +11,7 @@ export async function sha256Hex(buffer) {
 // Models are kept in the Cache API, keyed by URL + sha256 + size from the manifest, so a second
 // visit does not download them again and a changed manifest never gets a stale file.
 export const MODEL_CACHE = 'clip-web-models-v1';
+const VERIFIED_HEADER = 'X-Clip-Web-Verified-Sha256';
 
 function cacheKey(url, sha256, bytes) {
   const key = new URL('https://clip-web.invalid/model');
@@ -37,7 +38,11 @@ export async function loadModelBytes(url, spec = {}, onProgress = () => {}) {
     const hit = await cache.match(key);
     if (hit) {
       const buffer = new Uint8Array(await hit.arrayBuffer());
-      const intact = (!spec.bytes || buffer.byteLength === spec.bytes) && (!spec.sha256 || (await sha256Hex(buffer)) === spec.sha256);
+      // An entry we stored after verifying it carries the digest it was verified against, so a
+      // warm start does not hash hundreds of MB again; any other entry is hashed now.
+      const verified = spec.sha256 && hit.headers.get(VERIFIED_HEADER) === `${spec.sha256}:${buffer.byteLength}`;
+      const intact =
+        (!spec.bytes || buffer.byteLength === spec.bytes) && (!spec.sha256 || verified || (await sha256Hex(buffer)) === spec.sha256);
       if (intact) {
         onProgress({ file: url.split('/').pop(), url, loaded: buffer.byteLength, total: buffer.byteLength, done: true, cached: true });
         return { buffer, cached: true, remember: async () => {} };
@@ -49,7 +54,9 @@ export async function loadModelBytes(url, spec = {}, onProgress = () => {}) {
   const remember = async () => {
     if (!cache) return;
     try {
-      await cache.put(key, new Response(buffer, { headers: { 'Content-Type': 'application/octet-stream' } }));
+      const headers = { 'Content-Type': 'application/octet-stream' };
+      if (spec.sha256) headers[VERIFIED_HEADER] = `${spec.sha256}:${buffer.byteLength}`; // downloadModel checked it
+      await cache.put(key, new Response(buffer, { headers }));
     } catch {
       // Quota exceeded: the model still works, it just is not kept.
     }

@@ -34,38 +34,51 @@ export class Runtime extends EventTarget {
     this.downloads = new Map(); // file -> { loaded, total, done, source }
     this.timings = {};
     this.models = new Map(); // manifest id -> { manifest, image, text }
+    this.parts = new Map(); // `${manifest id}:${part}` -> Promise of that encoder's load info
+    this.loadedParts = new Map(); // the same keys, once loaded -> load info
     const onEvent = (name, detail) => this.onWorkerEvent(name, detail);
     this.py = new WorkerClient(spawnWorker(new URL('js/runtime/py-worker.js', base), 'clip-web-python'), onEvent);
     this.ort = new WorkerClient(spawnWorker(new URL('js/runtime/ort-worker.js', base), 'clip-web-onnxruntime'), onEvent);
   }
 
-  // Start both workers; load `model` (a manifest) at the same time when given.
+  // Start both workers at once and return without waiting for them: `pyReady` and `ortReady`
+  // settle when each is up, so a caller can start a model download beside Pyodide's boot.
   // `sequential: true` starts onnxruntime only after Python is ready: the naive order, kept so
   // the startup benchmark can measure what the overlap gains.
-  static async start({ base = BASE_URL, backend = 'wasm', threads = 0, model = null, onProgress = null, sequential = false } = {}) {
+  static async launch({ base = BASE_URL, backend = 'wasm', threads = 0, onProgress = null, sequential = false } = {}) {
     const t0 = performance.now();
     const runtimeConfig = await fetchJson('api/runtime', base);
     const runtime = new Runtime({ base, runtimeConfig, backend, threads });
+    runtime.t0 = t0;
     if (onProgress) runtime.addEventListener('progress', (e) => onProgress(e.detail));
-    const pyReady = runtime.py.call('init', { runtime: runtimeConfig, base }).then((info) => {
+    runtime.pyReady = runtime.py.call('init', { runtime: runtimeConfig, base }).then((info) => {
       runtime.python = info;
       runtime.timings.pyodide_ready_ms = performance.now() - t0;
       return info;
     });
-    const ortReady = (sequential ? pyReady : Promise.resolve())
+    runtime.ortReady = (sequential ? runtime.pyReady : Promise.resolve())
       .then(() => runtime.ort.call('init', { runtime: runtimeConfig, base, backend, threads }))
-      .then(async (info) => {
+      .then((info) => {
         runtime.onnx = info;
-        if (model) await runtime.loadModel(model);
         runtime.timings.ort_ready_ms = performance.now() - t0;
+        return info;
       });
+    // Reported by whoever awaits them; a failure must not also surface as unhandled.
+    runtime.pyReady.catch(() => {});
+    runtime.ortReady.catch(() => {});
+    return runtime;
+  }
+
+  // Start both workers and wait for them; load `model` (a manifest) at the same time when given.
+  static async start({ model = null, ...options } = {}) {
+    const runtime = await Runtime.launch(options);
     try {
-      await Promise.all([pyReady, ortReady]);
+      await Promise.all([runtime.pyReady, model ? runtime.loadModel(model) : runtime.ortReady]);
     } catch (err) {
       runtime.dispose();
       throw err;
     }
-    runtime.timings.ready_ms = performance.now() - t0;
+    runtime.timings.ready_ms = performance.now() - runtime.t0;
     return runtime;
   }
 
@@ -75,19 +88,39 @@ export class Runtime extends EventTarget {
     this.dispatchEvent(new CustomEvent('progress', { detail: { ...detail, all: [...this.downloads.values()] } }));
   }
 
+  // One encoder of a model (part: 'image' | 'text'): downloaded and its session created once per
+  // runtime; callers of a load in flight share it. Starts as soon as onnxruntime is up, whether
+  // or not Python is. A failed load is forgotten, so a retry loads again.
+  loadPart(manifest, part, backend = this.backend) {
+    const key = `${manifest.id}:${part}`;
+    let pending = this.parts.get(key);
+    if (!pending) {
+      const t0 = performance.now();
+      pending = this.ortReady
+        .then(() =>
+          this.ort.call('loadModel', {
+            key,
+            // Manifest URLs may be relative to this server; a worker started from a blob URL (on
+            // another site's page) has no base to resolve them against, so resolve them here.
+            spec: { ...manifest[part], url: new URL(manifest[part].url, this.base).href },
+            backend,
+          }),
+        )
+        .then((info) => {
+          this.timings[`${part}_model_ms`] = performance.now() - t0;
+          this.loadedParts.set(key, info);
+          return info;
+        });
+      this.parts.set(key, pending);
+      pending.catch(() => this.parts.get(key) === pending && this.parts.delete(key));
+    }
+    return pending;
+  }
+
+  // Both encoders, loaded side by side -> { manifest, image, text } (also kept in this.models).
   async loadModel(manifest, backend = this.backend) {
     const t0 = performance.now();
-    const [image, text] = await Promise.all(
-      ['image', 'text'].map((part) =>
-        this.ort.call('loadModel', {
-          key: `${manifest.id}:${part}`,
-          // Manifest URLs may be relative to this server; a worker started from a blob URL (on
-          // another site's page) has no base to resolve them against, so resolve them here.
-          spec: { ...manifest[part], url: new URL(manifest[part].url, this.base).href },
-          backend,
-        }),
-      ),
-    );
+    const [image, text] = await Promise.all(['image', 'text'].map((part) => this.loadPart(manifest, part, backend)));
     this.timings.model_load_ms = performance.now() - t0;
     const entry = { manifest, image, text };
     this.models.set(manifest.id, entry);
@@ -112,9 +145,12 @@ export class Runtime extends EventTarget {
     return this.py.call('cropPreview', { data: pixelValues.data, dims: pixelValues.dims, mean: manifest.mean, std: manifest.std });
   }
 
-  // tensor: { data: Float32Array | Int32Array, dims } -> { data: Float32Array, dims, ms }
-  run(manifestId, part, tensor) {
-    return this.ort.call('run', { key: `${manifestId}:${part}`, data: tensor.data, dims: tensor.dims });
+  // tensor: { data: Float32Array | Int32Array, dims } -> { data: Float32Array, dims, ms }.
+  // A run of an encoder still loading waits for it.
+  async run(manifestId, part, tensor) {
+    const key = `${manifestId}:${part}`;
+    if (this.parts.has(key)) await this.parts.get(key);
+    return this.ort.call('run', { key, data: tensor.data, dims: tensor.dims });
   }
 
   runPython(code) {

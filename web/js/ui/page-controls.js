@@ -101,7 +101,8 @@ function renderReport(model) {
 }
 
 // Wires the controls; calls onLoad(clip) each time a model is ready. Returns { reload() }.
-export async function setupPage({ onLoad, onUnload = () => {} }) {
+// encoders: what the page needs first (see createClip); the default loads both before ready.
+export async function setupPage({ onLoad, onUnload = () => {}, encoders = null }) {
   if (!document.querySelector('#controls')) renderControls();
   const settings = readSettings();
   const modelSelect = document.querySelector('#model');
@@ -145,6 +146,7 @@ export async function setupPage({ onLoad, onUnload = () => {} }) {
         model: settings.model,
         backend: settings.backend,
         threads: settings.threads,
+        encoders,
         onProgress: (p) => renderProgress(progress, p.all ?? [p]),
       });
       if (mine !== generation) return next.dispose();

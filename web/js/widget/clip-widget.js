@@ -135,7 +135,8 @@ export class ClipWidget extends HTMLElement {
     this._ready = (async () => {
       if (!MODES.includes(this.mode)) throw new Error(`unknown mode "${this.mode}": use image, text or match`);
       if (!BACKENDS.includes(backend)) throw new Error(`unknown backend "${backend}": use wasm, webgpu or webgl`);
-      const client = await createClip({ model: this.getAttribute('model') || null, backend, base: this.base });
+      const encoders = { image: ['image'], text: ['text'], match: ['image', 'text'] }[this.mode];
+      const client = await createClip({ model: this.getAttribute('model') || null, backend, base: this.base, encoders });
       if (mine !== this.generation) {
         client.dispose();
         throw new Error('superseded by a newer setting');
