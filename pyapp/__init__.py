@@ -6,10 +6,30 @@ browser (`js`, `pyodide.ffi`); it is imported by the web worker, never from here
 
 __version__ = "0.1.0"
 
-from .errors import ClipWebError, ImageDecodeError, ImageTooLargeError, TextInputError, VocabError
-from .ops import cosine_similarity_matrix, l2_normalize, top_k, zero_shot_probs
-from .preprocess import preprocess_image, preprocess_images, tensor_to_rgb_uint8
-from .tokenizer import decode, get_tokenizer, tokenize, tokens
+# Attributes resolve on first use (PEP 562), so `import pyapp.tokenizer` loads neither numpy nor
+# Pillow: the browser snapshots the tokenizer before any compiled extension is loaded.
+_EXPORTS = {
+    "errors": ("ClipWebError", "ImageDecodeError", "ImageTooLargeError", "TextInputError", "VocabError"),
+    "ops": ("cosine_similarity_matrix", "l2_normalize", "top_k", "zero_shot_probs"),
+    "preprocess": ("preprocess_image", "preprocess_images", "tensor_to_rgb_uint8"),
+    "tokenizer": ("decode", "get_tokenizer", "tokenize", "tokens"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'pyapp' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_WHERE])
+
 
 __all__ = [
     "ClipWebError",

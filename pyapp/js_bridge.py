@@ -3,15 +3,20 @@
 JS hands us JsProxy objects (Uint8Array, arrays); we hand back numpy arrays, which the worker
 reads zero-copy with `getBuffer()`, or plain Python values that it converts with `toJs()`.
 Errors stay Python exceptions: the worker turns a `ClipWebError` into a message for the page.
+
+Text needs neither numpy nor Pillow here: on a warm start the worker restores a memory snapshot
+holding the parsed tokenizer and answers text at once, while numpy and Pillow load for images
+(imported inside the image functions). Token ids leave as int32 memoryviews (n, L).
 """
 
 from __future__ import annotations
 
-import numpy as np
+from array import array
+
 from js import Object
 from pyodide.ffi import JsProxy, to_js
 
-from . import preprocess, tokenizer
+from . import tokenizer
 from .errors import ClipWebError, TextInputError
 
 
@@ -30,7 +35,9 @@ def _floats(values) -> tuple[float, ...]:
     return tuple(float(v) for v in (values.to_py() if isinstance(values, JsProxy) else values))
 
 
-def preprocess_image(data, size: int, mean, std, exif_transpose: bool = False) -> np.ndarray:
+def preprocess_image(data, size: int, mean, std, exif_transpose: bool = False):
+    from . import preprocess
+
     return preprocess.preprocess_image(
         _to_bytes(data), size=int(size), mean=_floats(mean), std=_floats(std), exif_transpose=bool(exif_transpose)
     )  # (1, 3, size, size)
@@ -38,11 +45,15 @@ def preprocess_image(data, size: int, mean, std, exif_transpose: bool = False) -
 
 def browser_jpeg_plan(data):
     """None, or a JS object {width, height, orientation}: decode this JPEG with the browser."""
+    from . import preprocess
+
     plan = preprocess.browser_jpeg_plan(_to_bytes(data))
     return None if plan is None else to_js(plan, dict_converter=Object.fromEntries)
 
 
-def preprocess_decoded_rgba(rgba, width, height, orientation, size, mean, std, exif_transpose=False) -> np.ndarray:
+def preprocess_decoded_rgba(rgba, width, height, orientation, size, mean, std, exif_transpose=False):
+    from . import preprocess
+
     return preprocess.preprocess_decoded_rgba(
         _to_bytes(rgba), int(width), int(height), int(orientation),
         size=int(size), mean=_floats(mean), std=_floats(std), exif_transpose=bool(exif_transpose),
@@ -53,13 +64,26 @@ def _texts(texts) -> list[str] | str:
     return texts.to_py() if isinstance(texts, JsProxy) else texts
 
 
-def tokenize(texts, context_length: int) -> np.ndarray:
-    return tokenizer.tokenize(_texts(texts), context_length=int(context_length)).astype(np.int32)  # (n, 77)
+def _int32_matrix(rows: list[list[int]], width: int) -> memoryview:
+    """rows zero-padded (or cut) to width, as one C-contiguous int32 buffer of shape (n, width)."""
+    flat = array("i", bytes(4 * len(rows) * width))  # C int: 32 bits on wasm32
+    for r, ids in enumerate(rows):
+        ids = ids[:width]
+        flat[r * width: r * width + len(ids)] = array("i", ids)
+    return memoryview(flat).cast("B").cast("i", (len(rows), width))
 
 
-def trim_padding(ids) -> np.ndarray:
+def tokenize(texts, context_length: int) -> memoryview:
+    """OpenAI's (n, context_length) ids, as tokenizer.tokenize gives them, without numpy."""
+    rows = tokenizer.get_tokenizer().token_rows(_texts(texts), int(context_length))
+    return _int32_matrix(rows, int(context_length))  # (n, 77)
+
+
+def trim_padding(ids: memoryview) -> memoryview:
     """The model input for a text encoder with a dynamic sequence axis (see tokenizer.trim_padding)."""
-    return tokenizer.trim_padding(ids)  # (n, length)
+    rows = ids.tolist()
+    length = tokenizer.trimmed_length(rows)
+    return ids if length is None else _int32_matrix(rows, length)  # (n, length)
 
 
 def token_strings(text) -> list[str]:
@@ -68,8 +92,12 @@ def token_strings(text) -> list[str]:
     return tokenizer.tokens(text)
 
 
-def crop_preview(data, dims, mean, std) -> np.ndarray:
+def crop_preview(data, dims, mean, std):
     """uint8 RGBA (size, size, 4) of the exact crop the model sees, for an ImageData."""
+    import numpy as np
+
+    from . import preprocess
+
     dims = tuple(int(d) for d in (dims.to_py() if isinstance(dims, JsProxy) else dims))
     pixel_values = np.frombuffer(_to_bytes(data), dtype=np.float32).reshape(dims)  # (1, 3, size, size)
     rgb = preprocess.tensor_to_rgb_uint8(pixel_values, mean=_floats(mean), std=_floats(std))  # (size, size, 3)

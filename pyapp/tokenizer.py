@@ -9,7 +9,7 @@ Our own implementation, with no `regex` dependency (Pyodide lacks it): the pre-t
 \\p{L}, \\p{N} and \\s come from pyapp/unicode_tables.py, frozen from `regex` itself, so the result
 does not depend on the Unicode version of the Python that runs us.
 
-Public API: tokenize, trim_padding, encode, tokens, decode, clean_text, get_tokenizer,
+Public API: tokenize, trim_padding, trimmed_length, encode, tokens, decode, clean_text, get_tokenizer,
 set_default_tokenizer, Tokenizer (.from_bytes, .from_path), default_vocab_path, benchmark_tokenizer.
 """
 
@@ -18,16 +18,18 @@ from __future__ import annotations
 import gzip
 import hashlib
 import html
+import numbers
 import os
 import re
+import sys
 import time
 import zlib
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
-
+# numpy is imported where an array is made, not here: the browser keeps this module, its vocab
+# already parsed, in a memory snapshot taken before any compiled extension is loaded.
 from . import unicode_tables as ut
 from .constants import (
     BPE_VOCAB_FILENAME,
@@ -340,9 +342,22 @@ class Tokenizer:
         ([CT]); with truncate=False raise TextInputError (where [CT] raises RuntimeError).
         Unlike [CT], truncate defaults to True, as every CLIP page wants.
         """
+        import numpy as np
+
+        rows = self.token_rows(texts, context_length, truncate)
+        context_length = _check_context_length(context_length)
+        out = np.zeros((len(rows), context_length), dtype=np.int32)  # (n, context_length)
+        for row, ids in enumerate(rows):
+            out[row, : len(ids)] = ids  # (len(ids),)
+        return out
+
+    def token_rows(self, texts: str | Sequence[str], context_length: int = CONTEXT_LENGTH,
+                   truncate: bool = True) -> list[list[int]]:
+        """tokenize()'s rows as lists, before the zero padding: SOT, ids, EOT (same truncation).
+        Plain Python, so the browser can tokenize before numpy is loaded."""
         items = _as_text_list(texts)
         context_length = _check_context_length(context_length)
-        out = np.zeros((len(items), context_length), dtype=np.int32)  # (n, context_length)
+        rows = []
         for row, text in enumerate(items):
             ids = [SOT_ID, *self.encode(text), EOT_ID]
             if len(ids) > context_length:
@@ -354,8 +369,8 @@ class Tokenizer:
                     )
                 ids = ids[:context_length]
                 ids[-1] = EOT_ID  # [CT]: tokens[-1] = eot_token
-            out[row, : len(ids)] = ids  # (len(ids),)
-        return out
+            rows.append(ids)
+        return rows
 
     def tokens(self, text: str, word_end: str = WORD_END) -> list[str]:
         """The BPE pieces of encode(text), readable: UTF-8 decoded, word ends marked by `word_end`.
@@ -435,13 +450,14 @@ def _as_text_list(texts: object) -> list[str]:
 
 
 def _check_context_length(n: object) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:  # numpy ints are Integral
         raise TextInputError(f"context_length must be an int >= 2 (room for SOT and EOT), got {n!r}.")
     return int(n)
 
 
 def _id_list(ids: object) -> list[int]:
-    if isinstance(ids, np.ndarray):
+    np = sys.modules.get("numpy")  # without numpy imported, ids cannot be an array
+    if np is not None and isinstance(ids, np.ndarray):
         if ids.ndim != 1:
             raise TextInputError(f"decode() takes one row of ids, got an array of shape {ids.shape}.")
         ids = ids.tolist()
@@ -451,7 +467,7 @@ def _id_list(ids: object) -> list[int]:
 
 
 def _check_id(i: object) -> int:
-    if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < VOCAB_SIZE:
+    if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < VOCAB_SIZE:
         raise TextInputError(f"token id must be an int in [0, {VOCAB_SIZE}), got {i!r}.")
     return int(i)
 
@@ -503,11 +519,25 @@ def trim_padding(ids: np.ndarray) -> np.ndarray:
     "a photo of a cat" at 7 positions gives the same embedding as at 77, at a fraction of the work.
     A row without EOT (ids not made by tokenize) leaves the batch uncut.
     """
+    import numpy as np
+
     ids = np.asarray(ids)
-    if ids.ndim != 2 or ids.shape[1] == 0 or not (ids == EOT_ID).any(axis=1).all():
+    if ids.ndim != 2 or ids.shape[1] == 0:
         return ids
-    length = int(ids.argmax(axis=1).max()) + 1
-    return np.ascontiguousarray(ids[:, :length])  # (n, length)
+    length = trimmed_length(ids.tolist())
+    return ids if length is None else np.ascontiguousarray(ids[:, :length])  # (n, length)
+
+
+def trimmed_length(rows: Sequence[Sequence[int]]) -> int | None:
+    """trim_padding's cut for rows of ids: 1 + the batch's last first-EOT position, or None when
+    a row has no EOT. Plain Python (the browser's bridge uses it before numpy is loaded)."""
+    ends = []
+    for row in rows:
+        row = list(row)
+        if EOT_ID not in row:
+            return None
+        ends.append(row.index(EOT_ID))  # argmax(ids): EOT is the largest id, its first position
+    return max(ends) + 1 if ends else None
 
 
 def encode(text: str) -> list[int]:

@@ -101,13 +101,18 @@ export function installBench(adapter, startup) {
 
 // Runs the startup sequence shared by both pages and records a timeline in ms since navigation:
 //   load(): library / runtime + both models ready   firstImage(): one image embedding   firstText()
+// With ?first=text the page is a text-only one: ready, then one text embedding, and no image.
 export async function runStartup({ load, firstImage, firstText, details }) {
   const t = { script: performance.now() };
-  const blob = fetchBlob(`../images/${encodeURIComponent(params.get('image'))}`);
+  const textOnly = params.get('first') === 'text';
+  const blob = textOnly ? null : fetchBlob(`../images/${encodeURIComponent(params.get('image'))}`);
   const extra = await load();
   t.ready = performance.now();
-  const image = await firstImage(await blob);
-  t.first_image = performance.now();
+  let image = {};
+  if (!textOnly) {
+    image = await firstImage(await blob);
+    t.first_image = performance.now();
+  }
   await firstText('a photo of a cat');
   t.first_text = performance.now();
   const result = { marks: t, image: { preprocess_ms: image.preprocess_ms, inference_ms: image.inference_ms }, ...(await details(extra)) };

@@ -1,10 +1,14 @@
 // Benchmark page for this project, through the public client API (web/js/clip.js):
-//   ours.html?model=ID&threads=N&image=NAME[&start=overlapped]
+//   ours.html?model=ID&threads=N&image=NAME[&start=overlapped][&first=text][&encoders=text,image][&boot=after]
 // start=overlapped boots through Runtime.start({ model }) (what the start page does: the model
 // download overlaps Pyodide's boot) instead of createClip, to show what that order gains.
+// first=text: a text-only page (the first embedding is a text's; no image is embedded at start).
+// encoders=...: createClip's encoders option (which encoder loads first; default both).
+// boot=after: pyapp's wheels load after Pyodide's boot instead of during it (the old order).
+// Works against older clip-web servers too (startup_ab.py runs it on a base revision): options an
+// older createClip does not know are ignored there.
 
 import { createClip, resolveModel, ClipClient } from '/js/clip.js';
-import { Runtime } from '/js/runtime/runtime.js';
 import { params, setState, installBench, runStartup } from './bench-common.js';
 
 const threads = Number(params.get('threads') || 0);
@@ -33,11 +37,14 @@ const adapter = {
 async function load() {
   const call = performance.now();
   if (params.get('start') === 'overlapped') {
+    const { Runtime } = await import('/js/runtime/runtime.js');
     const manifest = await resolveModel(params.get('model'));
     const runtime = await Runtime.start({ backend: 'wasm', threads, model: manifest });
     clip = new ClipClient({ runtime, manifest, release: () => runtime.dispose() });
   } else {
-    clip = await createClip({ model: params.get('model'), backend: 'wasm', threads });
+    const encoders = params.get('encoders') ? params.get('encoders').split(',') : null;
+    const runtimeOptions = params.get('boot') === 'after' ? { python: { packagesAtBoot: false } } : {};
+    clip = await createClip({ model: params.get('model'), backend: 'wasm', threads, encoders, runtimeOptions });
   }
   return { call };
 }
@@ -52,10 +59,10 @@ async function details({ call }) {
     runtime: { pyodide_ready_ms: rt.pyodide_ready_ms, ort_ready_ms: rt.ort_ready_ms, ready_ms: rt.ready_ms, model_load_ms: rt.model_load_ms },
     python: py,
     model: {
-      download_ms: Math.max(model.image.download_ms, model.text.download_ms),
-      session_ms: Math.max(model.image.session_ms, model.text.session_ms),
-      image: model.image,
-      text: model.text,
+      download_ms: Math.max(...Object.values(model).map((m) => m.download_ms)),
+      session_ms: Math.max(...Object.values(model).map((m) => m.session_ms)),
+      image: model.image ?? null,
+      text: model.text ?? null,
     },
     cached: info.cached,
     threads: info.threads,

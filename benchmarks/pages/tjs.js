@@ -1,7 +1,7 @@
 // Benchmark page for transformers.js, used the way its documentation shows (AutoProcessor +
 // RawImage + CLIPVisionModelWithProjection, AutoTokenizer + CLIPTextModelWithProjection), but with
 // everything self-hosted: no hub, no CDN.
-//   tjs.html?model=KIND&dtype=fp32|q8&threads=N&image=NAME
+//   tjs.html?model=KIND&dtype=fp32|q8&threads=N&image=NAME[&first=text]
 
 import { params, setState, installBench, runStartup } from './bench-common.js';
 
@@ -69,6 +69,14 @@ async function load() {
     return value;
   };
   const options = { dtype, device: 'wasm', progress_callback };
+  if (params.get('first') === 'text') {
+    // A text-only page loads what text needs, nothing else.
+    [tokenizer, textModel] = await Promise.all([
+      timed('tokenizer', T.AutoTokenizer.from_pretrained(modelId, { progress_callback })),
+      timed('text_model', T.CLIPTextModelWithProjection.from_pretrained(modelId, options)),
+    ]);
+    return { marks, files };
+  }
   [processor, tokenizer, visionModel, textModel] = await Promise.all([
     timed('processor', T.AutoProcessor.from_pretrained(modelId, { progress_callback })),
     timed('tokenizer', T.AutoTokenizer.from_pretrained(modelId, { progress_callback })),

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import pyapp
+from helpers import PW
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pyapp"))
 from image_corpus import generate_image_corpus  # noqa: E402
@@ -142,6 +143,37 @@ def test_zero_shot_labels(image_page, corpus, torch_clip):
     assert np.allclose(got["probs"], expected, atol=1e-4)
     shown = page.eval_on_selector_all("#probs li", "els => els.map(e => e.dataset.label)")
     assert shown == [labels[i] for i in np.argsort(-expected, kind="stable")]
+
+
+def test_image_dropped_while_loading_is_embedded_once_ready(browser, live_server, corpus, torch_clip):
+    """A cold page (fresh context): the drop zone takes the image before the model is ready, says
+    it waits, and embeds it when the model is there."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(live_server.url + "image.html?model=tiny-reference")
+        page.wait_for_function("document.body.dataset.inputs === 'wired'")
+        b64 = base64.b64encode(corpus["rgb_photo_1024x768.jpg"]).decode()
+        at_drop = page.evaluate(
+            """(b64) => {
+                const dt = new DataTransfer();
+                const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+                dt.items.add(new File([bytes], 'early.jpg', {type: 'image/jpeg'}));
+                const state = document.body.dataset.state;
+                document.querySelector('#drop-zone').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+                return { state, waiting: document.body.dataset.waiting ?? null, timings: document.querySelector('#timings').textContent };
+            }""",
+            b64,
+        )
+        assert at_drop["state"] == "loading" and at_drop["waiting"] == "true", at_drop
+        assert "waiting for the model" in at_drop["timings"]
+        page.wait_for_function("Number(document.body.dataset.embedded || 0) >= 1", timeout=PW.BOOT_TIMEOUT_MS)
+        got = np.asarray(page.evaluate("Array.from(window.lastImageEmbedding)"), dtype=np.float32)
+        want = torch_clip.image_embeds(pyapp.preprocess_image(corpus["rgb_photo_1024x768.jpg"]))[0]
+        assert_matches_torch(got, want, "early.jpg")
+        assert "early.jpg" in page.inner_text("#timings")
+    finally:
+        context.close()
 
 
 def test_drag_and_drop_and_paste(image_page, corpus):

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import sys
+import time
 from pathlib import Path
 
 import io
@@ -25,9 +26,28 @@ GOLDEN_TOKENS = Path(__file__).resolve().parent.parent / "pyapp" / "golden" / "t
 MANIFEST = {"image_size": 224, "mean": list(OPENAI_DATASET_MEAN), "std": list(OPENAI_DATASET_STD), "context_length": 77}
 
 
-@pytest.fixture(scope="module")
-def ready(page_session):
+def wait_for_snapshot(page, timeout_s: float = 120.0) -> dict:
+    """Poll the page's runtime until the Python snapshot made after a normal boot is stored."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        made = page.evaluate("(window.runtime ?? window.clip.runtime).info().then(i => i.pythonStatus.snapshot.made)")
+        if made and not made.get("pending"):
+            assert made.get("ok") and made.get("stored"), made
+            return made
+        time.sleep(0.5)
+    raise AssertionError("no Python snapshot was made")
+
+
+@pytest.fixture(scope="module", params=["booted", "restored"])
+def ready(page_session, request):
+    """Every test here runs twice: on a freshly booted interpreter, and on one restored from the
+    memory snapshot the first boot leaves in the browser (a snapshot must not change a bit)."""
     page_session.open("/")
+    restored = "runtime.info().then(i => i.python.snapshot.restored)"
+    if request.param == "restored" and not page_session.page.evaluate(restored):
+        wait_for_snapshot(page_session.page)
+        page_session.open("/")
+    assert page_session.page.evaluate(restored) is (request.param == "restored")
     return page_session
 
 

@@ -33,12 +33,12 @@ export async function resolveModel(model, base = BASE_URL) {
 // One runtime (two workers) per server and backend settings, shared by every client on the page.
 const runtimes = new Map();
 
-function sharedRuntime({ base, backend, threads, onProgress }) {
-  const key = `${base}|${backend}|${threads}`;
+function sharedRuntime({ base, backend, threads, onProgress, runtimeOptions }) {
+  const key = `${base}|${backend}|${threads}|${JSON.stringify(runtimeOptions)}`;
   let entry = runtimes.get(key);
   if (!entry) {
     const listeners = new Set();
-    const promise = Runtime.launch({ base, backend, threads, onProgress: (p) => listeners.forEach((f) => f(p)) });
+    const promise = Runtime.launch({ ...runtimeOptions, base, backend, threads, onProgress: (p) => listeners.forEach((f) => f(p)) });
     entry = { promise, listeners, users: 0 };
     runtimes.set(key, entry);
     // A runtime whose Python or onnxruntime failed to start is not shared again: the next client
@@ -57,14 +57,15 @@ export const ENCODERS = ['image', 'text'];
 // once both are ready. Given (['text'], or ['image', 'text']), it resolves as soon as the first
 // one is; the rest load in the background, and a call that needs one waits for it. An encoder
 // not listed loads when first used. The model download starts at once, beside Python's boot.
-export async function createClip({ model = null, backend = 'wasm', threads = 0, base = BASE_URL, onProgress = null, encoders = null } = {}) {
+// runtimeOptions: extra Runtime.launch options (benchmarks switch start-up techniques off with it).
+export async function createClip({ model = null, backend = 'wasm', threads = 0, base = BASE_URL, onProgress = null, encoders = null, runtimeOptions = {} } = {}) {
   const order = encoders ?? ENCODERS;
   const unknown = order.filter((e) => !ENCODERS.includes(e));
   if (unknown.length || order.length === 0) {
     throw new RpcError(`encoders must list "image" and/or "text", got ${JSON.stringify(encoders)}`, 'bad_input');
   }
   const manifestPromise = resolveModel(model, base);
-  const { entry, key } = sharedRuntime({ base, backend, threads, onProgress });
+  const { entry, key } = sharedRuntime({ base, backend, threads, onProgress, runtimeOptions });
   try {
     const [manifest, runtime] = await Promise.all([manifestPromise, entry.promise]);
     const t0 = performance.now();
@@ -225,6 +226,8 @@ export class ClipClient {
       notices: [...new Set(parts.flatMap((p) => p.notices))],
       cached: parts.length > 0 && parts.every((p) => p.cached),
       threads: info.onnx.threads,
+      // How Python started: restored from this browser's snapshot, or booted (and why).
+      python: { snapshot: info.pythonStatus.snapshot, imagesReady: info.pythonStatus.imagesReady },
       crossOriginIsolated: info.crossOriginIsolated,
       versions: { ...info.python.versions, onnxruntimeWeb: info.onnx.ortVersion },
       timings: { ...info.timings, client: this.timings, model: Object.fromEntries(Object.entries(loaded).map(([k, v]) => [k, v.timings])) },

@@ -23,8 +23,16 @@ async function drawCrop(pixelValues) {
   canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(rgba.data.buffer), w, h), 0, 0);
 }
 
+let waiting = null; // [source, name] given while the model loads: embedded as soon as it is ready
+
 async function embed(source, name) {
-  if (!clip) return;
+  if (!clip) {
+    waiting = [source, name];
+    showImageError('');
+    $('#timings').textContent = `${name}: waiting for the model to finish loading, then it is embedded.`;
+    document.body.dataset.waiting = 'true';
+    return;
+  }
   showImageError('');
   document.body.dataset.busy = 'true';
   try {
@@ -109,6 +117,7 @@ function wireInputs() {
 }
 
 wireInputs();
+document.body.dataset.inputs = 'wired'; // files are taken from here on, even while loading
 setupPage({
   encoders: ['image', 'text'], // ready once the image encoder is; the labels' text encoder follows
   onLoad: async (c) => {
@@ -116,6 +125,12 @@ setupPage({
     if (current) {
       $('#result').hidden = true; // a new model: the old embedding no longer applies
       current = null;
+    }
+    if (waiting) {
+      const [source, name] = waiting;
+      waiting = null;
+      delete document.body.dataset.waiting;
+      embed(source, name); // not awaited: the page is ready, the image shows when embedded
     }
   },
   onUnload: () => {

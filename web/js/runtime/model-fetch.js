@@ -29,7 +29,7 @@ async function openCache() {
   }
 }
 
-// -> { buffer: Uint8Array, cached: boolean, remember() }. Call remember() once the bytes proved to
+// -> { buffer: Uint8Array, cached, hashed (whether its sha256 was computed now), remember() }. Call remember() once the bytes proved to
 // be a working model, so a broken file is never kept.
 export async function loadModelBytes(url, spec = {}, onProgress = () => {}) {
   const cache = await openCache();
@@ -45,7 +45,7 @@ export async function loadModelBytes(url, spec = {}, onProgress = () => {}) {
         (!spec.bytes || buffer.byteLength === spec.bytes) && (!spec.sha256 || verified || (await sha256Hex(buffer)) === spec.sha256);
       if (intact) {
         onProgress({ file: url.split('/').pop(), url, loaded: buffer.byteLength, total: buffer.byteLength, done: true, cached: true });
-        return { buffer, cached: true, remember: async () => {} };
+        return { buffer, cached: true, hashed: !!spec.sha256 && !verified, remember: async () => {} };
       }
       await cache.delete(key);
     }
@@ -61,7 +61,7 @@ export async function loadModelBytes(url, spec = {}, onProgress = () => {}) {
       // Quota exceeded: the model still works, it just is not kept.
     }
   };
-  return { buffer, cached: false, remember };
+  return { buffer, cached: false, hashed: !!spec.sha256, remember };
 }
 
 export async function clearModelCache() {

@@ -21,7 +21,7 @@ serve({
   // spec: { url, input, output, input_dtype, sha256?, bytes? } from the model manifest.
   async loadModel({ key, spec, backend }) {
     const t0 = performance.now();
-    const { buffer: bytes, cached, remember } = await loadModelBytes(spec.url, spec, (p) => emit('progress', { ...p, source: 'model' }));
+    const { buffer: bytes, cached, hashed, remember } = await loadModelBytes(spec.url, spec, (p) => emit('progress', { ...p, source: 'model' }));
     const t1 = performance.now();
     const { session, backend: used, notices } = await createSession(bytes, { backend, label: spec.url.split('/').pop() });
     if (!session.inputNames.includes(spec.input) || !session.outputNames.includes(spec.output)) {
@@ -41,6 +41,7 @@ serve({
       notices,
       bytes: bytes.byteLength,
       cached,
+      hashed,
       inputNames: session.inputNames,
       outputNames: session.outputNames,
       timings: { download_ms: t1 - t0, session_ms: performance.now() - t1 },

@@ -1,8 +1,9 @@
 // Module worker that owns Pyodide and pyapp: image preprocessing and tokenization.
 // The page never blocks on Python: everything here runs off the main thread.
 
-import { serve, emit, withTransfer, RpcError } from './rpc.js';
+import { serve, emit, withTransfer, RpcError, spawnWorker } from './rpc.js';
 import { trackFetchProgress } from './progress-fetch.js';
+import { snapshotKey, loadSnapshot, deleteSnapshot, fetchWheels, installWheelsPy, CHECK_PY, CHECK_IDS } from './python-snapshot.js';
 
 let pyodide = null;
 let bridge = null;
@@ -22,8 +23,9 @@ function pythonError(err) {
   return err;
 }
 
-async function guarded(fn) {
+async function guarded(fn, { images = false } = {}) {
   if (!bridge) throw new RpcError('Python is not ready yet', 'not_ready');
+  if (images) await imagesReady; // after a snapshot restore numpy and Pillow may still be loading
   try {
     return await fn();
   } catch (err) {
@@ -66,56 +68,177 @@ async function decodeJpegInBrowser(bytes, plan) {
   }
 }
 
+// What loadPackage('pyapp') brings (our lock's names).
+const PYAPP_PACKAGES = ['pyapp', 'numpy', 'pillow', 'ftfy', 'wcwidth'];
+
+// Where start-up stands, for info(): how Python started and what became of the snapshot.
+const state = { snapshot: { restored: false, made: null, error: null }, imagesReady: false };
+let imagesReady = null; // Promise: numpy + Pillow loaded and imported (images need them, text does not)
+
+async function importPyodide(url, runtime) {
+  try {
+    return (await import(url(runtime.pyodide_index_url + 'pyodide.mjs'))).loadPyodide;
+  } catch (err) {
+    throw new RpcError(`cannot load Pyodide from ${url(runtime.pyodide_index_url)}: ${err.message}`, 'asset_missing');
+  }
+}
+
+// A fresh interpreter: pyapp and its wheels installed during the boot (`packages`; Pyodide checks
+// each wheel's sha256 against our lock), then the vocab parsed. `packagesAtBoot: false` is the
+// old order (loadPackage after the boot), kept so the startup benchmark can measure it.
+async function bootNormally(loadPyodide, { indexURL, lockFileURL, vocab, atBoot, timings }) {
+  const t0 = performance.now();
+  try {
+    pyodide = await loadPyodide({ indexURL, lockFileURL, packages: atBoot ? ['pyapp'] : [] });
+  } catch (err) {
+    throw new RpcError(`Pyodide failed to start: ${err.message}`, 'pyodide_boot_failed');
+  }
+  timings.pyodide_boot_ms = performance.now() - t0;
+  const t1 = performance.now();
+  const failures = [];
+  // A boot-time install that failed only logs: what is missing is loaded again here, which
+  // collects the reason (a wheel that fails its hash check, say) for the error message.
+  const missing = () => PYAPP_PACKAGES.filter((name) => !pyodide.loadedPackages[name]);
+  if (missing().length) {
+    await pyodide.loadPackage(atBoot ? missing() : ['pyapp'], { messageCallback: () => {}, errorCallback: (msg) => failures.push(msg), checkIntegrity: true });
+  }
+  timings.packages_ms = performance.now() - t1;
+  if (missing().length) {
+    throw new RpcError(`pyapp failed to import: ${missing().join(', ')} could not be loaded. ${failures.join(' ')}`, 'package_failed');
+  }
+  const t2 = performance.now();
+  try {
+    bridge = pyodide.pyimport('pyapp.js_bridge');
+    pyodide.runPython('import numpy, PIL.Image');
+  } catch (err) {
+    throw new RpcError(`pyapp failed to import: ${pythonError(err).message}. ${failures.join(' ')}`, 'package_failed');
+  }
+  bridge.load_vocab(await vocab);
+  timings.import_ms = performance.now() - t2;
+  imagesReady = Promise.resolve();
+  state.imagesReady = true;
+}
+
+// A warm start: the snapshot's interpreter already holds the parsed tokenizer. Text works at
+// once; numpy and Pillow load in the background for the first image. Throws if anything is off.
+async function restoreSnapshot(loadPyodide, { indexURL, lockFileURL, snapshot, lock, timings }) {
+  const t0 = performance.now();
+  const [restored, wheels] = await Promise.all([
+    loadPyodide({ indexURL, lockFileURL, _loadSnapshot: snapshot }),
+    fetchWheels(lock, indexURL), // the snapshot keeps no files: pyapp's modules not imported yet
+  ]);
+  timings.pyodide_boot_ms = performance.now() - t0;
+  const t1 = performance.now();
+  if (restored.runPython(CHECK_PY) !== CHECK_IDS) throw new Error('its tokenizer is not the expected one');
+  for (const [path, bytes] of wheels) restored.FS.writeFile(path, bytes);
+  restored.runPython(installWheelsPy());
+  restored.runPython('import sys\nif "random" in sys.modules: sys.modules["random"].seed()'); // pyodide#4652
+  bridge = restored.pyimport('pyapp.js_bridge');
+  pyodide = restored;
+  timings.import_ms = performance.now() - t1;
+  const failures = [];
+  imagesReady = pyodide
+    .loadPackage(['numpy', 'pillow'], { messageCallback: () => {}, errorCallback: (msg) => failures.push(msg), checkIntegrity: true })
+    .then(() => {
+      pyodide.runPython('import numpy, PIL.Image, pyapp.preprocess');
+      timings.images_ready_ms = performance.now() - t0;
+      state.imagesReady = true;
+    })
+    .catch((err) => {
+      throw new RpcError(`numpy/Pillow failed to load: ${pythonError(err).message}. ${failures.join(' ')}`, 'package_failed');
+    });
+  imagesReady.catch(() => {});
+}
+
+// After a normal boot: make the snapshot for the next visit in a throwaway worker, once the page
+// has had its first seconds to itself.
+function scheduleSnapshot({ indexURL, lockFileURL, vocabUrl, key, lock, delayMs }) {
+  if (typeof Worker === 'undefined') {
+    state.snapshot.made = { ok: false, error: 'this browser has no workers inside workers' };
+    return;
+  }
+  state.snapshot.made = { pending: true };
+  setTimeout(() => {
+    let worker;
+    try {
+      worker = spawnWorker(new URL('./snapshot-worker.js', import.meta.url), 'clip-web-python-snapshot');
+    } catch (err) {
+      state.snapshot.made = { ok: false, error: String(err?.message ?? err) };
+      return;
+    }
+    worker.onmessage = (e) => {
+      state.snapshot.made = e.data;
+      worker.terminate();
+    };
+    worker.onerror = (e) => {
+      e.preventDefault?.();
+      state.snapshot.made = { ok: false, error: e.message || 'the snapshot worker failed to start' };
+      worker.terminate();
+    };
+    worker.postMessage({ indexUrl: indexURL, lockUrl: lockFileURL, vocabUrl, key, lock });
+  }, delayMs);
+}
+
 serve({
-  async init({ runtime, base }) {
+  // options: { snapshot: false } never uses or makes a snapshot; { snapshotDelayMs } when to make
+  // one after a normal boot; { packagesAtBoot: false } (see bootNormally).
+  async init({ runtime, base, options = {} }) {
     const url = (path) => new URL(path, base).href;
     const timings = {};
     const t0 = performance.now();
-    // The vocab download overlaps Pyodide's boot.
-    const vocab = fetch(url(runtime.vocab_url)).then(async (r) => {
-      if (!r.ok) throw new RpcError(`BPE vocab: HTTP ${r.status} for ${r.url}`, 'asset_missing');
-      return new Uint8Array(await r.arrayBuffer());
-    });
-    vocab.catch(() => {}); // reported when awaited below
-    let loadPyodide;
+    const indexURL = url(runtime.pyodide_index_url);
+    const lockFileURL = url(runtime.pyodide_lock_url);
+    const vocabUrl = url(runtime.vocab_url);
+    const useSnapshots = options.snapshot !== false && !!self.caches;
+    // The key needs the lock's bytes; both fetches overlap Pyodide's import.
+    const keyed = useSnapshots
+      ? snapshotKey({ lockUrl: lockFileURL, vocabUrl, pyodideVersion: runtime.pyodide_version }).then(async (k) => ({ ...k, snapshot: await loadSnapshot(k.key) }))
+      : Promise.resolve(null);
+    keyed.catch(() => {});
+    const loadPyodide = await importPyodide(url, runtime);
+    let found = null;
     try {
-      ({ loadPyodide } = await import(url(runtime.pyodide_index_url + 'pyodide.mjs')));
+      found = await keyed;
     } catch (err) {
-      throw new RpcError(`cannot load Pyodide from ${url(runtime.pyodide_index_url)}: ${err.message}`, 'asset_missing');
+      state.snapshot.error = `could not look for a snapshot: ${err.message}`;
     }
-    try {
-      pyodide = await loadPyodide({
-        indexURL: url(runtime.pyodide_index_url),
-        lockFileURL: url(runtime.pyodide_lock_url),
+    if (found?.snapshot) {
+      try {
+        await restoreSnapshot(loadPyodide, { indexURL, lockFileURL, snapshot: found.snapshot, lock: found.lock, timings });
+        state.snapshot.restored = true;
+        state.snapshot.bytes = found.snapshot.byteLength;
+      } catch (err) {
+        // A corrupt or unusable snapshot: forget it, boot normally, and make a new one.
+        state.snapshot.error = `the Python snapshot could not be restored (${String(err?.message ?? err).slice(0, 200)}); started normally`;
+        bridge = null;
+        pyodide = null;
+        await deleteSnapshot(found.key).catch(() => {});
+        found.snapshot = null;
+      }
+    }
+    if (!state.snapshot.restored) {
+      const vocab = fetch(vocabUrl).then(async (r) => {
+        if (!r.ok) throw new RpcError(`BPE vocab: HTTP ${r.status} for ${r.url}`, 'asset_missing');
+        return new Uint8Array(await r.arrayBuffer());
       });
-    } catch (err) {
-      throw new RpcError(`Pyodide failed to start: ${err.message}`, 'pyodide_boot_failed');
+      vocab.catch(() => {}); // reported when awaited
+      await bootNormally(loadPyodide, { indexURL, lockFileURL, vocab, atBoot: options.packagesAtBoot !== false, timings });
+      if (found) scheduleSnapshot({ indexURL, lockFileURL, vocabUrl, key: found.key, lock: found.lock, delayMs: options.snapshotDelayMs ?? 3000 });
     }
-    timings.pyodide_boot_ms = performance.now() - t0;
-    const t1 = performance.now();
-    const failures = [];
-    await pyodide.loadPackage(['pyapp'], {
-      messageCallback: () => {},
-      errorCallback: (msg) => failures.push(msg),
-      checkIntegrity: true,
-    });
-    timings.packages_ms = performance.now() - t1;
-    const t2 = performance.now();
-    try {
-      bridge = pyodide.pyimport('pyapp.js_bridge');
-    } catch (err) {
-      throw new RpcError(`pyapp failed to import: ${pythonError(err).message}. ${failures.join(' ')}`, 'package_failed');
-    }
-    bridge.load_vocab(await vocab);
-    timings.import_ms = performance.now() - t2;
     timings.ready_ms = performance.now() - t0;
-    const versions = pyodide.runPython(
-      'import sys, numpy, PIL, pyapp; f"{sys.version.split()[0]}|{numpy.__version__}|{PIL.__version__}|{pyapp.__version__}"',
-    ).split('|');
+    timings.packages_at_boot = options.packagesAtBoot !== false;
+    const [python, pyappVersion] = pyodide.runPython('import sys, pyapp; f"{sys.version.split()[0]}|{pyapp.__version__}"').split('|');
+    const lock = found?.lock ?? (await (await fetch(lockFileURL)).json());
     return {
       timings,
-      versions: { pyodide: pyodide.version, python: versions[0], numpy: versions[1], pillow: versions[2], pyapp: versions[3] },
+      snapshot: { restored: state.snapshot.restored, error: state.snapshot.error },
+      versions: { pyodide: pyodide.version, python, numpy: lock.packages.numpy?.version, pillow: lock.packages.pillow?.version, pyapp: pyappVersion },
     };
+  },
+
+  // Start-up state that changes after init: the snapshot being made, numpy/Pillow loading.
+  async status() {
+    return state;
   },
 
   // Colour JPEGs are decoded by the browser (libjpeg-turbo, like PyPI's Pillow; see
@@ -140,7 +263,7 @@ serve({
       out.ms = performance.now() - t0;
       out.decoder = decoder;
       return withTransfer(out, [out.data.buffer]);
-    });
+    }, { images: true });
   },
 
   // -> OpenAI's (n, contextLength) ids; with trim, also `model`: the same ids cut after the
@@ -173,7 +296,7 @@ serve({
     return guarded(() => {
       const out = takeArray(bridge.crop_preview(data, dims, mean, std), 'u8');
       return withTransfer(out, [out.data.buffer]);
-    });
+    }, { images: true });
   },
 
   // Tests and benchmarks run Python in the same interpreter the pages use; the result must be
@@ -182,7 +305,7 @@ serve({
     return guarded(async () => {
       const result = await pyodide.runPythonAsync(code);
       return typeof result === 'string' ? result : JSON.stringify(result?.toJs?.() ?? result);
-    });
+    }, { images: true });
   },
 
   async writeFile({ path, bytes }) {

@@ -45,13 +45,14 @@ export class Runtime extends EventTarget {
   // settle when each is up, so a caller can start a model download beside Pyodide's boot.
   // `sequential: true` starts onnxruntime only after Python is ready: the naive order, kept so
   // the startup benchmark can measure what the overlap gains.
-  static async launch({ base = BASE_URL, backend = 'wasm', threads = 0, onProgress = null, sequential = false } = {}) {
+  // `python` options go to the Python worker's init (benchmarks use them to switch techniques off).
+  static async launch({ base = BASE_URL, backend = 'wasm', threads = 0, onProgress = null, sequential = false, python = {} } = {}) {
     const t0 = performance.now();
     const runtimeConfig = await fetchJson('api/runtime', base);
     const runtime = new Runtime({ base, runtimeConfig, backend, threads });
     runtime.t0 = t0;
     if (onProgress) runtime.addEventListener('progress', (e) => onProgress(e.detail));
-    runtime.pyReady = runtime.py.call('init', { runtime: runtimeConfig, base }).then((info) => {
+    runtime.pyReady = runtime.py.call('init', { runtime: runtimeConfig, base, options: python }).then((info) => {
       runtime.python = info;
       runtime.timings.pyodide_ready_ms = performance.now() - t0;
       return info;
@@ -160,6 +161,7 @@ export class Runtime extends EventTarget {
   async info() {
     return {
       python: this.python,
+      pythonStatus: await this.py.call('status'), // the snapshot being made, numpy/Pillow loading
       onnx: await this.ort.call('info'),
       crossOriginIsolated: self.crossOriginIsolated === true,
       timings: this.timings,
