@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,6 +101,15 @@ def page_url(servers: dict, variant: str, kind: str, dtype: str, site: dict, thr
     return f"{base}models/pages/ours.html?model={site['ours'][f'{kind}/{dtype}']['id']}&{q}"
 
 
+def wait_for_snapshot(page, timeout_s: float = 120.0) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        state = page.evaluate("window.bench.snapshotState?.()")
+        if not state or not (state.get("made") or {}).get("pending"):
+            return
+        time.sleep(0.5)
+
+
 def run(browser, servers, kind, dtype, site, variants, rounds, threads, external, console) -> dict:
     out = {v: [] for v in variants}
     for r in range(rounds):
@@ -112,6 +122,8 @@ def run(browser, servers, kind, dtype, site, variants, rounds, threads, external
                 compare.PageContender._watch(page, external, console)
                 url = page_url(servers, v, kind, dtype, site, threads)
                 cold = compare.load_page(page, url)
+                if VARIANTS[v][1] == "ours":
+                    wait_for_snapshot(page)  # a returning visitor finds it made
                 warm = compare.load_page(page, url)
             finally:
                 context.close()

@@ -81,6 +81,8 @@ async function main() {
   });
   const bench = installBench(adapter, startup);
   // Size of Pyodide's wasm heap (the Python worker's memory: CPython, numpy, Pillow, pyapp, images).
+  // The Python snapshot this visit leaves for the next one (undefined on servers without them).
+  bench.snapshotState = async () => (await clip.info()).python?.snapshot;
   bench.pythonHeapMB = async () =>
     Number(await clip.runtime.runPython('import pyodide_js\nstr(pyodide_js._module.HEAPU8.length)')) / 1e6;
   setState('ready');

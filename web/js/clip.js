@@ -74,6 +74,7 @@ export async function createClip({ model = null, backend = 'wasm', threads = 0, 
     const ready = Promise.all(now.map((part) => runtime.loadPart(manifest, part, backend)));
     const later = ready.then(() => Promise.all(order.slice(now.length).map((part) => runtime.loadPart(manifest, part, backend))));
     later.catch(() => {}); // a background load's failure is reported to the call that needs it
+    later.finally(() => runtime.snapshotWhenIdle()).catch(() => {});
     await Promise.all([runtime.pyReady, ready.then(() => {
       runtime.timings.model_load_ms ??= performance.now() - t0;
     })]);

@@ -150,15 +150,20 @@ async function restoreSnapshot(loadPyodide, { indexURL, lockFileURL, snapshot, l
   imagesReady.catch(() => {});
 }
 
-// After a normal boot: make the snapshot for the next visit in a throwaway worker, once the page
-// has had its first seconds to itself.
-function scheduleSnapshot({ indexURL, lockFileURL, vocabUrl, key, lock, delayMs }) {
+// After a normal boot: make the snapshot for the next visit in a throwaway worker, when the page
+// says it is idle (`makeSnapshot`, once its models are loaded), or after `fallbackMs` anyway.
+let snapshotJob = null;
+
+function scheduleSnapshot({ indexURL, lockFileURL, vocabUrl, key, lock, fallbackMs }) {
   if (typeof Worker === 'undefined') {
     state.snapshot.made = { ok: false, error: 'this browser has no workers inside workers' };
     return;
   }
   state.snapshot.made = { pending: true };
-  setTimeout(() => {
+  let started = false;
+  snapshotJob = (delayMs) => setTimeout(() => {
+    if (started) return;
+    started = true;
     let worker;
     try {
       worker = spawnWorker(new URL('./snapshot-worker.js', import.meta.url), 'clip-web-python-snapshot');
@@ -177,11 +182,12 @@ function scheduleSnapshot({ indexURL, lockFileURL, vocabUrl, key, lock, delayMs 
     };
     worker.postMessage({ indexUrl: indexURL, lockUrl: lockFileURL, vocabUrl, key, lock });
   }, delayMs);
+  snapshotJob(fallbackMs);
 }
 
 serve({
-  // options: { snapshot: false } never uses or makes a snapshot; { snapshotDelayMs } when to make
-  // one after a normal boot; { packagesAtBoot: false } (see bootNormally).
+  // options: { snapshot: false } never uses or makes a snapshot; { snapshotFallbackMs } when to
+  // make one after a normal boot if the page never says it is idle; { packagesAtBoot: false }.
   async init({ runtime, base, options = {} }) {
     const url = (path) => new URL(path, base).href;
     const timings = {};
@@ -223,7 +229,7 @@ serve({
       });
       vocab.catch(() => {}); // reported when awaited
       await bootNormally(loadPyodide, { indexURL, lockFileURL, vocab, atBoot: options.packagesAtBoot !== false, timings });
-      if (found) scheduleSnapshot({ indexURL, lockFileURL, vocabUrl, key: found.key, lock: found.lock, delayMs: options.snapshotDelayMs ?? 3000 });
+      if (found) scheduleSnapshot({ indexURL, lockFileURL, vocabUrl, key: found.key, lock: found.lock, fallbackMs: options.snapshotFallbackMs ?? 20000 });
     }
     timings.ready_ms = performance.now() - t0;
     timings.packages_at_boot = options.packagesAtBoot !== false;
@@ -234,6 +240,12 @@ serve({
       snapshot: { restored: state.snapshot.restored, error: state.snapshot.error },
       versions: { pyodide: pyodide.version, python, numpy: lock.packages.numpy?.version, pillow: lock.packages.pillow?.version, pyapp: pyappVersion },
     };
+  },
+
+  // The page is idle (its models loaded): make the snapshot, if one is due, after delayMs.
+  async makeSnapshot({ delayMs = 1000 } = {}) {
+    snapshotJob?.(delayMs);
+    return state.snapshot.made;
   },
 
   // Start-up state that changes after init: the snapshot being made, numpy/Pillow loading.

@@ -80,6 +80,7 @@ export class Runtime extends EventTarget {
       throw err;
     }
     runtime.timings.ready_ms = performance.now() - runtime.t0;
+    runtime.snapshotWhenIdle();
     return runtime;
   }
 
@@ -152,6 +153,14 @@ export class Runtime extends EventTarget {
     const key = `${manifestId}:${part}`;
     if (this.parts.has(key)) await this.parts.get(key);
     return this.ort.call('run', { key, data: tensor.data, dims: tensor.dims });
+  }
+
+  // Tell the Python worker the page is idle: a snapshot due after a normal boot is made now
+  // (in a throwaway worker), not while models are still loading.
+  snapshotWhenIdle() {
+    if (this.snapshotAsked) return;
+    this.snapshotAsked = true;
+    this.py.call('makeSnapshot', {}).catch(() => {});
   }
 
   runPython(code) {
