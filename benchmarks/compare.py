@@ -348,6 +348,23 @@ class NativeContender:
                 self.proc.wait()
 
 
+def each_run(kinds, dtypes, measure) -> dict:
+    """{"kind/dtype": measure(browser, kind, dtype)} with one headless Chromium for all runs."""
+    from playwright.sync_api import sync_playwright
+
+    out = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=PW.EXECUTABLE_PATH, args=PW.LAUNCH_ARGS, headless=True)
+        try:
+            for kind in kinds:
+                for dtype in dtypes:
+                    log(f"== {kind}/{dtype}")
+                    out[f"{kind}/{dtype}"] = measure(browser, kind, dtype)
+        finally:
+            browser.close()
+    return out
+
+
 def load_page(page, url: str) -> dict:
     page.goto(url)
     page.wait_for_function("document.body && document.body.dataset.state !== 'loading'", timeout=PAGE_TIMEOUT_MS,

@@ -631,6 +631,10 @@ def write(results: dict, docs: Path) -> None:
         f"in {results['duration_s'] / 60:.1f} min{' (quick mode: tiny model, fewer samples)' if cfg['quick'] else ''}. "
         f"Raw samples: [benchmarks.json](benchmarks.json).",
         "",
+        "Focused A/B runs, each in one run side by side: [start-up](startup-ab.md) (each start-up technique "
+        "alone, an older revision, transformers.js) and [text latency](text-latency.md) (77 positions vs the "
+        "real length vs transformers.js).",
+        "",
         f"**Machine**: {m['cpu']} ({', '.join(m.get('simd') or [])}), {m['cores']} cores, {m['memory_gb']} GB RAM, "
         f"{m['os']}; {m.get('browser', '')}. "
         f"Shared with other jobs: load average at start {', '.join(f'{x:.1f}' for x in m['loadavg_at_start'] or [])} "

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -160,8 +159,6 @@ def main() -> int:
     args = ap.parse_args()
     variants = [v for v in args.variants if args.base_rev or VARIANTS[v][0] != "base"]
 
-    from playwright.sync_api import sync_playwright
-
     compare.log("building the site (models, transformers.js, pages) ...")
     site = compare.build_site(dict(kinds=args.kinds, dtypes=args.dtypes, throughput_images=1))
     tmp = Path(tempfile.mkdtemp(prefix="clip-startup-ab-"))
@@ -173,16 +170,8 @@ def main() -> int:
         if args.base_rev:
             tree = prepare_base(args.base_rev)
             servers["base"] = BaseServer(tmp, tree, BASE_SITE)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=PW.EXECUTABLE_PATH, args=PW.LAUNCH_ARGS, headless=True)
-            try:
-                for kind in args.kinds:
-                    for dtype in args.dtypes:
-                        compare.log(f"== {kind}/{dtype}")
-                        results[f"{kind}/{dtype}"] = run(browser, servers, kind, dtype, site, variants, args.rounds,
-                                                         args.threads, external, console)
-            finally:
-                browser.close()
+        results = compare.each_run(args.kinds, args.dtypes, lambda browser, kind, dtype: run(
+            browser, servers, kind, dtype, site, variants, args.rounds, args.threads, external, console))
     finally:
         for s in servers.values():
             s.stop()

@@ -34,7 +34,7 @@ for _p in (ROOT, ROOT / "tests", ROOT / "benchmarks"):
         sys.path.insert(0, str(_p))
 
 import compare  # noqa: E402
-from helpers import PW, LiveServer  # noqa: E402
+from helpers import LiveServer  # noqa: E402
 
 PROMPTS = {
     "short": "a photo of a cat",
@@ -104,8 +104,6 @@ def main() -> int:
     ap.add_argument("--docs", type=Path, default=ROOT / "docs" / "text-latency.md", help="the Markdown report ('' for none)")
     args = ap.parse_args()
 
-    from playwright.sync_api import sync_playwright
-
     cfg = dict(kinds=args.kinds, dtypes=args.dtypes, throughput_images=1)
     compare.log("building the site (models, transformers.js, pages) ...")
     site = compare.build_site(cfg)
@@ -116,15 +114,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="clip-text-bench-"))
     server = LiveServer(tmp, compare.SITE)
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=PW.EXECUTABLE_PATH, args=PW.LAUNCH_ARGS, headless=True)
-            try:
-                for kind in args.kinds:
-                    for dtype in args.dtypes:
-                        compare.log(f"text latency {kind}/{dtype} ...")
-                        runs[f"{kind}/{dtype}"] = measure(browser, server.url, kind, dtype, site, args, external, console)
-            finally:
-                browser.close()
+        runs = compare.each_run(args.kinds, args.dtypes, lambda browser, kind, dtype: measure(
+            browser, server.url, kind, dtype, site, args, external, console))
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -98,7 +98,10 @@ async function bootNormally(loadPyodide, { indexURL, lockFileURL, vocab, atBoot,
   const failures = [];
   // A boot-time install that failed only logs: what is missing is loaded again here, which
   // collects the reason (a wheel that fails its hash check, say) for the error message.
-  const missing = () => PYAPP_PACKAGES.filter((name) => !pyodide.loadedPackages[name]);
+  const missing = () => {
+    const loaded = new Set(Object.keys(pyodide.loadedPackages).map((k) => k.toLowerCase())); // the lock says "Pillow"
+    return PYAPP_PACKAGES.filter((name) => !loaded.has(name));
+  };
   if (missing().length) {
     await pyodide.loadPackage(atBoot ? missing() : ['pyapp'], { messageCallback: () => {}, errorCallback: (msg) => failures.push(msg), checkIntegrity: true });
   }
