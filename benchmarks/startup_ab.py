@@ -201,7 +201,7 @@ def main() -> int:
             lines.append(f"| {v} | {' | '.join(cells)} | {'' if py is None else f'{py:.0f}'} | {ratio} |")
     table = "\n".join(lines)
     print(table + f"\n\nraw samples: {args.out}")
-    if args.docs:
+    if args.docs and str(args.docs) not in ("", "."):
         args.docs.write_text(DOC.format(base=args.base_rev or "none", table=table, doc=__doc__.split("Variants", 1)[1].split("cold:", 1)[0]))
         print(f"wrote {args.docs}")
     return 0

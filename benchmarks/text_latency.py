@@ -148,7 +148,7 @@ def main() -> int:
                          f"{s['ours_vs_77']:.2f}x | {s['ours_vs_tjs']:.2f}x |")
     table = "\n".join(lines)
     print("\n" + table + f"\n\nraw samples: {args.out}")
-    if args.docs:
+    if args.docs and str(args.docs) not in ("", "."):
         args.docs.write_text(DOC.format(table=table, prompts="\n".join(f"- {k}: `{v}`" for k, v in PROMPTS.items())))
         print(f"wrote {args.docs}")
     return 0
