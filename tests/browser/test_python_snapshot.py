@@ -14,12 +14,12 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 
-from test_pyodide_parity import wait_for_snapshot
+from test_pyodide_parity import GOLDEN_TOKENS, wait_for_snapshot
 
 import pyapp
 
 TEXT_PAGE = "/text.html?model=tiny-reference"
-GOLDEN = json.loads((__import__("pathlib").Path(__file__).resolve().parent.parent / "pyapp" / "golden" / "tokens.json").read_text())
+GOLDEN = json.loads(GOLDEN_TOKENS.read_text())
 
 SNAPSHOT_KEYS = "caches.open('clip-web-python-v1').then(c => c.keys()).then(ks => ks.map(k => k.url))"
 

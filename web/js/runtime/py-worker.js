@@ -144,7 +144,7 @@ async function restoreSnapshot(loadPyodide, { indexURL, lockFileURL, snapshot, l
     .loadPackage(['numpy', 'pillow'], { messageCallback: () => {}, errorCallback: (msg) => failures.push(msg), checkIntegrity: true })
     .then(() => {
       pyodide.runPython('import numpy, PIL.Image, pyapp.preprocess');
-      timings.images_ready_ms = performance.now() - t0;
+      state.imagesReadyMs = performance.now() - t0; // after init returned: reported by status()
       state.imagesReady = true;
     })
     .catch((err) => {

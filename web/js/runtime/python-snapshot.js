@@ -12,13 +12,10 @@
 // These are Pyodide's private APIs (`_makeSnapshot`, `_loadSnapshot`, `makeMemorySnapshot`),
 // pinned with Pyodide 0.27.7 in server/pins.py and tested in tests/browser/test_python_snapshot.py.
 
+import { sha256Hex } from './model-fetch.js';
+
 export const SNAPSHOT_CACHE = 'clip-web-python-v1';
 const FORMAT = 1;
-
-export async function sha256Hex(bytes) {
-  const digest = await crypto.subtle.digest('SHA-256', bytes);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
-}
 
 // -> { key, lock }: the cache key, and the parsed lock file (for wheel names and hashes).
 export async function snapshotKey({ lockUrl, vocabUrl, pyodideVersion }) {
