@@ -15,15 +15,18 @@ URL map:
 from __future__ import annotations
 
 import mimetypes
+import os
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse
-from starlette.staticfiles import StaticFiles
+from starlette.datastructures import Headers
+from starlette.staticfiles import NotModifiedResponse, StaticFiles
 
 from pyapp.constants import BPE_VOCAB_FILENAME
 
 from . import pins
-from .assets import LOCK_NAME, missing_assets, ort_dir, pyodide_dir, vocab_path
+from .assets import ENCODING_SUFFIXES, LOCK_NAME, encoded_dir, missing_assets, ort_dir, pyodide_dir, vocab_path
 from .middleware import RequestLogMiddleware, SecurityHeadersMiddleware
 from .models import list_models
 from .settings import Settings
@@ -44,21 +47,89 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"  # may be cached, but is checked with its ETag each time
 
 
+def _accepts(accept_encoding: str, coding: str) -> bool:
+    """Whether an Accept-Encoding header allows `coding` (q > 0, by name or by `*`)."""
+    weights = {}
+    for item in accept_encoding.split(","):
+        name, *params = (part.strip() for part in item.split(";"))
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if name:
+            weights[name.lower()] = q
+    return weights.get(coding, weights.get("*", 0.0)) > 0
+
+
 class CachedStaticFiles(StaticFiles):
     """StaticFiles (which keeps paths inside its folder and answers If-None-Match with 304)
-    with an explicit Cache-Control, and gzip files served as opaque bytes."""
+    with an explicit Cache-Control, gzip files served as opaque bytes, and, where `encoded` holds
+    a precompressed copy (see server/assets.py), that copy for browsers that accept its encoding."""
 
-    def __init__(self, *args, cache_control=lambda path: REVALIDATE, **kwargs):
+    def __init__(self, *args, cache_control=lambda path: REVALIDATE, encoded: Path | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._cache_control = cache_control
+        self._encoded = encoded
 
     def file_response(self, full_path, stat_result, scope, status_code=200):
-        response = super().file_response(full_path, stat_result, scope, status_code)
+        copies = self._copies(full_path, stat_result)
+        chosen = self._choose(copies, scope) if status_code == 200 else None
+        if chosen is None:
+            response = super().file_response(full_path, stat_result, scope, status_code)
+        else:
+            response = self._encoded_response(full_path, stat_result, scope, *chosen)
         path = str(full_path)
         response.headers["Cache-Control"] = self._cache_control(path)
+        if copies:
+            # Caches must keep the identity and the compressed answers apart.
+            response.headers["Vary"] = "Accept-Encoding"
         if path.endswith(".gz"):
             # The BPE vocab is a gzip *file*; no Content-Encoding, so the browser keeps the bytes.
             response.headers["Content-Type"] = "application/gzip"
+        return response
+
+    def _copies(self, full_path, stat_result) -> dict:
+        """coding -> (path, stat) of the current precompressed copies of this file."""
+        if self._encoded is None:
+            return {}
+        relative = os.path.relpath(full_path, os.path.realpath(self.directory))
+        copies = {}
+        for coding, suffix in ENCODING_SUFFIXES.items():
+            copy = os.path.join(self._encoded, relative + suffix)
+            try:
+                copy_stat = os.stat(copy)
+            except OSError:
+                continue
+            # `clip-web assets` gives a copy its source's mtime; a source replaced since then differs.
+            if copy_stat.st_mtime_ns == stat_result.st_mtime_ns:
+                copies[coding] = (copy, copy_stat)
+        return copies
+
+    @staticmethod
+    def _choose(copies: dict, scope):
+        headers = Headers(scope=scope)
+        # Ranges are ranges of the identity bytes (model pulls, browsers resuming a download).
+        if not copies or "range" in headers:
+            return None
+        accept = headers.get("accept-encoding", "")
+        return next(((coding, *copies[coding]) for coding in copies if _accepts(accept, coding)), None)
+
+    def _encoded_response(self, full_path, stat_result, scope, coding, copy, copy_stat):
+        # The original's type and an ETag of its own: a cache holding one encoding must not
+        # have its ETag match the other's bytes.
+        identity_etag = FileResponse(full_path, stat_result=stat_result).headers["etag"]
+        response = FileResponse(
+            copy,
+            stat_result=copy_stat,
+            media_type=mimetypes.guess_type(str(full_path))[0] or "application/octet-stream",
+            headers={"Content-Encoding": coding, "ETag": f'{identity_etag[:-1]}-{coding}"'},
+        )
+        if self.is_not_modified(response.headers, Headers(scope=scope)):
+            return NotModifiedResponse(response.headers)
         return response
 
 
@@ -105,12 +176,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount(
         f"/assets/pyodide-{pins.PYODIDE_VERSION}",
         CachedStaticFiles(directory=pyodide_dir(settings.assets_dir), check_dir=False,
-                          cache_control=_pyodide_cache_control),
+                          cache_control=_pyodide_cache_control, encoded=encoded_dir(pyodide_dir(settings.assets_dir))),
     )
     app.mount(
         f"/assets/ort-{pins.ORT_WEB_VERSION}",
         CachedStaticFiles(directory=ort_dir(settings.assets_dir), check_dir=False,
-                          cache_control=lambda path: IMMUTABLE),
+                          cache_control=lambda path: IMMUTABLE, encoded=encoded_dir(ort_dir(settings.assets_dir))),
     )
     app.mount(
         "/assets/vocab",

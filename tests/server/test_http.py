@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import http.client
 import json
+import shutil
 
+import brotli
 import pytest
+from fastapi.testclient import TestClient
 
+from helpers import REPO_ROOT
 from server import pins
+from server.app import create_app
+from server.assets import pyodide_dir
+from server.settings import Settings
 
 
 def fetch(server, path, headers=None, method="GET"):
-    """Raw request (no URL normalisation: traversal attempts reach the server as written)."""
+    """Raw request (no URL normalisation: traversal attempts reach the server as written), with
+    only the headers given (http.client would add `Accept-Encoding: identity` of its own)."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    conn.request(method, path, headers=headers or {})
+    conn.putrequest(method, path, skip_accept_encoding=True)
+    for name, value in (headers or {}).items():
+        conn.putheader(name, value)
+    conn.endheaders()
     response = conn.getresponse()
     body = response.read()
     conn.close()
@@ -143,3 +156,124 @@ def test_embed_url_serves_the_widget_page(live_server):
     assert status == 200
     assert headers["content-type"].split(";")[0] == "text/html"
     assert b"<clip-widget>" in body and b"js/pages/embed-page.js" in body
+
+
+CHROMIUM_ACCEPT = "gzip, deflate, br, zstd"  # what Chromium offers to localhost
+COMPRESSED = [
+    PYODIDE + "pyodide.mjs",
+    PYODIDE + "pyodide.asm.js",
+    PYODIDE + "pyodide.asm.wasm",
+    ORT + "ort.wasm.min.mjs",
+    ORT + "ort-wasm-simd-threaded.mjs",
+    ORT + "ort-wasm-simd-threaded.wasm",
+]
+
+
+def on_disk(assets_dir, path):
+    return (assets_dir / path.removeprefix("/assets/")).read_bytes()
+
+
+@pytest.mark.parametrize("coding, accept, decode", [
+    ("br", CHROMIUM_ACCEPT, brotli.decompress),
+    ("gzip", "gzip, deflate", gzip.decompress),  # browsers over plain HTTP to another host
+])
+@pytest.mark.parametrize("path", COMPRESSED)
+def test_runtime_files_are_sent_compressed(live_server, assets_dir, path, coding, accept, decode):
+    _, plain_headers, plain = fetch(live_server, path)
+    assert "content-encoding" not in plain_headers and plain == on_disk(assets_dir, path)
+    status, headers, body = fetch(live_server, path, {"Accept-Encoding": accept})
+    assert status == 200
+    assert headers["content-encoding"] == coding
+    assert decode(body) == plain
+    assert int(headers["content-length"]) == len(body) < len(plain) // 2
+    assert headers["content-type"] == plain_headers["content-type"]  # the file's type, not br's
+    assert headers["vary"] == plain_headers["vary"] == "Accept-Encoding"
+    assert headers["cache-control"] == plain_headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert headers["access-control-expose-headers"] == "Content-Length, ETag"
+    assert headers["etag"] != plain_headers["etag"]
+    # Each answer revalidates with its own ETag; the other one's ETag gets the full answer.
+    for etag, ask in ((headers["etag"], {"Accept-Encoding": accept}), (plain_headers["etag"], {})):
+        status, not_modified, body = fetch(live_server, path, {"If-None-Match": etag, **ask})
+        assert (status, body, not_modified["etag"], not_modified["vary"]) == (304, b"", etag, "Accept-Encoding")
+    status, headers, body = fetch(live_server, path, {"If-None-Match": plain_headers["etag"], "Accept-Encoding": accept})
+    assert status == 200 and headers["content-encoding"] == coding and decode(body) == plain
+
+
+def test_head_of_a_compressed_file_is_its_get_without_body(live_server):
+    path = PYODIDE + "pyodide.asm.wasm"
+    ask = {"Accept-Encoding": CHROMIUM_ACCEPT}
+    _, got, body = fetch(live_server, path, ask)
+    status, head, head_body = fetch(live_server, path, ask, method="HEAD")
+    assert status == 200 and head_body == b""
+    assert {k: head[k] for k in ("content-encoding", "content-length", "content-type", "etag", "vary")} == \
+        {k: got[k] for k in ("content-encoding", "content-length", "content-type", "etag", "vary")}
+    assert int(head["content-length"]) == len(body)
+
+
+@pytest.mark.parametrize("accept", ["identity", "br;q=0, gzip;q=0", "deflate, zstd", "*;q=0"])
+def test_no_compression_unless_accepted(live_server, assets_dir, accept):
+    path = ORT + "ort.wasm.min.mjs"
+    status, headers, body = fetch(live_server, path, {"Accept-Encoding": accept})
+    assert status == 200 and "content-encoding" not in headers
+    assert body == on_disk(assets_dir, path)
+
+
+def test_a_refused_coding_falls_back_to_the_next(live_server):
+    status, headers, body = fetch(live_server, ORT + "ort.wasm.min.mjs", {"Accept-Encoding": "br;q=0, gzip"})
+    assert status == 200 and headers["content-encoding"] == "gzip"
+
+
+def test_range_requests_get_identity_bytes(live_server, assets_dir):
+    path = ORT + "ort-wasm-simd-threaded.wasm"
+    status, headers, body = fetch(live_server, path, {"Accept-Encoding": CHROMIUM_ACCEPT, "Range": "bytes=100-199"})
+    assert status == 206 and "content-encoding" not in headers
+    assert body == on_disk(assets_dir, path)[100:200]
+    assert headers["content-range"] == f"bytes 100-199/{len(on_disk(assets_dir, path))}"
+
+
+def test_vocab_wheels_stdlib_models_and_pages_are_never_encoded(live_server, assets_dir, tiny_model_dir):
+    ask = {"Accept-Encoding": CHROMIUM_ACCEPT}
+    # The vocab is a gzip file the page unzips itself; a Content-Encoding would make the browser
+    # unzip it on the way, and the page would get text where it expects gzip.
+    vocab = "/assets/vocab/bpe_simple_vocab_16e6.txt.gz"
+    status, headers, body = fetch(live_server, vocab, ask)
+    assert (status, headers["content-type"], "content-encoding" in headers) == (200, "application/gzip", False)
+    assert body == on_disk(assets_dir, vocab)
+    # Wheels and python_stdlib.zip are zip archives already (brotli saves 1-5%): sent as they are.
+    lock = json.loads(fetch(live_server, PYODIDE + "clip-web-lock.json", ask)[2])
+    for entry in lock["packages"].values():
+        status, headers, body = fetch(live_server, PYODIDE + entry["file_name"], ask)
+        assert status == 200 and "content-encoding" not in headers, entry["file_name"]
+        assert hashlib.sha256(body).hexdigest() == entry["sha256"]
+    # Models are compressed already and fetched by Range; our lock and web/ are small (see
+    # docs/startup-ab.md, "Compressed assets").
+    for path, file in (
+        (PYODIDE + "python_stdlib.zip", pyodide_dir(assets_dir) / "python_stdlib.zip"),
+        (PYODIDE + "clip-web-lock.json", pyodide_dir(assets_dir) / "clip-web-lock.json"),
+        ("/models/tiny/image.onnx", tiny_model_dir / "image.onnx"),
+        ("/js/clip.js", REPO_ROOT / "web" / "js" / "clip.js"),
+    ):
+        status, headers, body = fetch(live_server, path, ask)
+        assert status == 200 and "content-encoding" not in headers and "vary" not in headers, path
+        assert body == file.read_bytes(), path
+
+
+def test_compressed_copies_are_not_urls(live_server):
+    for path in (PYODIDE + "pyodide.asm.wasm.br", "/assets/encoded/ort-1.30.0/ort.wasm.min.mjs.br"):
+        assert fetch(live_server, path, {"Accept-Encoding": CHROMIUM_ACCEPT})[0] == 404, path
+
+
+def test_a_copy_older_than_its_source_is_not_sent(tmp_path, assets_dir):
+    """A source replaced after `clip-web assets` ran (its copy's mtime no longer matches) is sent
+    as it is, never as the old source's compressed bytes."""
+    ort, encoded = tmp_path / f"ort-{pins.ORT_WEB_VERSION}", tmp_path / "encoded" / f"ort-{pins.ORT_WEB_VERSION}"
+    encoded.mkdir(parents=True)
+    ort.mkdir()
+    shutil.copy2(assets_dir / ort.name / "ort.wasm.min.mjs", ort)  # copy2 keeps the mtimes
+    shutil.copy2(assets_dir / "encoded" / ort.name / "ort.wasm.min.mjs.br", encoded)
+    client = TestClient(create_app(Settings(assets_dir=tmp_path)))
+    url, ask = ORT + "ort.wasm.min.mjs", {"Accept-Encoding": "br"}
+    assert client.get(url, headers=ask).headers["content-encoding"] == "br"
+    (ort / "ort.wasm.min.mjs").write_text("export const replaced = true;\n")
+    response = client.get(url, headers=ask)
+    assert "content-encoding" not in response.headers and response.text == "export const replaced = true;\n"
