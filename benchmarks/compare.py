@@ -348,6 +348,22 @@ class NativeContender:
                 self.proc.wait()
 
 
+def serve_and_run(kinds, dtypes, measure, prefix="clip-bench-") -> tuple[dict, list]:
+    """each_run against a live server of the built site: measure(browser, base_url, kind, dtype,
+    external, console) per model; fails if any request left 127.0.0.1. -> (runs, console lines)."""
+    external, console = [], []
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    server = LiveServer(tmp, SITE)
+    try:
+        runs = each_run(kinds, dtypes, lambda browser, kind, dtype: measure(browser, server.url, kind, dtype, external, console))
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if external:
+        raise SystemExit(f"requests left 127.0.0.1: {external[:5]}")
+    return runs, console
+
+
 def each_run(kinds, dtypes, measure) -> dict:
     """{"kind/dtype": measure(browser, kind, dtype)} with one headless Chromium for all runs."""
     from playwright.sync_api import sync_playwright

@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +32,6 @@ for _p in (ROOT, ROOT / "tests", ROOT / "benchmarks"):
         sys.path.insert(0, str(_p))
 
 import compare  # noqa: E402
-from helpers import LiveServer  # noqa: E402
 
 PROMPTS = {
     "short": "a photo of a cat",
@@ -109,18 +106,8 @@ def main() -> int:
     site = compare.build_site(cfg)
     add_fixed_length_manifests(site)
     lengths = positions()
-    external, console = [], []
-    runs = {}
-    tmp = Path(tempfile.mkdtemp(prefix="clip-text-bench-"))
-    server = LiveServer(tmp, compare.SITE)
-    try:
-        runs = compare.each_run(args.kinds, args.dtypes, lambda browser, kind, dtype: measure(
-            browser, server.url, kind, dtype, site, args, external, console))
-    finally:
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-    if external:
-        raise SystemExit(f"requests left 127.0.0.1: {external[:5]}")
+    runs, console = compare.serve_and_run(args.kinds, args.dtypes, lambda browser, base, kind, dtype, external, console: measure(
+        browser, base, kind, dtype, site, args, external, console), prefix="clip-text-bench-")
 
     summary = {}
     for key, run in runs.items():

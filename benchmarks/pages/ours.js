@@ -5,6 +5,7 @@
 // first=text: a text-only page (the first embedding is a text's; no image is embedded at start).
 // encoders=...: createClip's encoders option (which encoder loads first; default both).
 // boot=after: pyapp's wheels load after Pyodide's boot instead of during it (the old order).
+// route=page: tensors travel through the page (Runtime's `direct: false`), not worker to worker.
 // Works against older clip-web servers too (startup_ab.py runs it on a base revision): options an
 // older createClip does not know are ignored there.
 
@@ -21,7 +22,7 @@ function rows(tensor) {
 
 const adapter = {
   async embedImage(blob) {
-    const r = await clip.embedImage(blob, { details: true });
+    const r = await clip.embedImage(blob, { details: true, pixels: false });
     return { embedding: r.embedding, preprocess_ms: r.timings.preprocess_ms, inference_ms: r.timings.inference_ms };
   },
   async embedText(text) {
@@ -44,6 +45,7 @@ async function load() {
   } else {
     const encoders = params.get('encoders') ? params.get('encoders').split(',') : null;
     const runtimeOptions = params.get('boot') === 'after' ? { python: { packagesAtBoot: false } } : {};
+    if (params.get('route') === 'page') runtimeOptions.direct = false;
     clip = await createClip({ model: params.get('model'), backend: 'wasm', threads, encoders, runtimeOptions });
   }
   return { call };

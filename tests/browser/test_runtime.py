@@ -147,3 +147,28 @@ def test_no_request_leaves_127_0_0_1(ready):
     assert ready.foreign_requests() == []
     assert any("pyodide.asm.wasm" in url for url in ready.requests)
     assert any("ort-wasm-simd-threaded" in url for url in ready.requests)
+
+
+def test_runtime_wasm_arrives_compressed_and_still_boots(browser, live_server):
+    """Chromium asks for br; the big wasm files come precompressed (about a fifth of their size on
+    the wire) and Pyodide and onnxruntime-web still compile and verify them: the page reaches ready."""
+    context = browser.new_context()
+    encodings = {}
+
+    def on_response(response):
+        name = response.url.rsplit("/", 1)[-1]
+        if name.endswith(".wasm") or name == "pyodide.asm.js":
+            encodings[name] = response.all_headers().get("content-encoding")
+
+    context.on("response", on_response)
+    try:
+        page = context.new_page()
+        page.goto(live_server.url + "?model=tiny-reference")
+        page.wait_for_function("document.body.dataset.state === 'ready' || document.body.dataset.state === 'error'",
+                               timeout=120_000)
+        assert page.evaluate("document.body.dataset.state") == "ready", page.inner_text("#message")
+    finally:
+        context.close()
+    assert encodings.get("pyodide.asm.wasm") == "br", encodings
+    assert encodings.get("pyodide.asm.js") == "br", encodings
+    assert encodings.get("ort-wasm-simd-threaded.wasm") == "br", encodings

@@ -163,16 +163,17 @@ export class ClipClient {
     if (this.disposed) throw new RpcError('this CLIP client was disposed', 'disposed');
   }
 
-  // -> Float32Array(embed_dim); with { details: true } also pixelValues, decoder and timings.
-  async embedImage(input, { details = false } = {}) {
+  // -> Float32Array(embed_dim); with { details: true } also pixelValues, decoder and timings
+  // ({ details: true, pixels: false }: without the pixel values, which cost a copy).
+  // The image's bytes go to the Python worker, its pixels from there straight to the model.
+  async embedImage(input, { details = false, pixels = true } = {}) {
     this.check();
     const bytes = await toBytes(input);
-    this.encoder('image').catch(() => {}); // an image encoder not loaded yet starts now; run() waits for it
-    const pixelValues = await this.runtime.preprocess(bytes, this.manifest); // (1, 3, 224, 224)
-    const output = await this.runtime.run(this.manifest.id, 'image', pixelValues); // (1, 512)
-    const embedding = output.data;
+    this.encoder('image').catch(() => {}); // an image encoder not loaded yet starts now; the run waits for it
+    const out = await this.runtime.embedImage(bytes, this.manifest, { details: details && pixels }); // embeds (1, 512)
+    const embedding = out.embeds.data;
     if (!details) return embedding;
-    return { embedding, pixelValues, decoder: pixelValues.decoder, timings: { preprocess_ms: pixelValues.ms, inference_ms: output.ms } };
+    return { embedding, pixelValues: out.pixelValues, decoder: out.decoder, timings: { preprocess_ms: out.preprocessMs, inference_ms: out.embeds.ms } };
   }
 
   // string -> Float32Array; string[] -> Float32Array[] (one batched run). { details: true } adds ids.
@@ -180,17 +181,15 @@ export class ClipClient {
     this.check();
     const texts = Array.isArray(text) ? text : [text];
     if (texts.length === 0) return [];
-    this.encoder('text').catch(() => {}); // as in embedImage: loading starts now, run() waits
-    const inputIds = await this.runtime.tokenize(texts, this.manifest, { trim: true }); // (n, 77)
+    this.encoder('text').catch(() => {}); // as in embedImage: loading starts now, the run waits
     // A dynamic-sequence encoder runs only up to the batch's last end-of-text token: the same
     // embeddings (causal mask, pooling at EOT), a fraction of the work. Callers still see 77 ids.
-    const modelIds = inputIds.model ?? inputIds; // (n, length <= 77)
-    const output = await this.runtime.run(this.manifest.id, 'text', modelIds); // (n, 512)
-    const embeddings = split(output);
+    const out = await this.runtime.embedText(texts, this.manifest, { details }); // embeds (n, 512)
+    const embeddings = split(out.embeds);
     const value = Array.isArray(text) ? embeddings : embeddings[0];
     if (!details) return value;
-    const ids = { data: inputIds.data, dims: inputIds.dims, ms: inputIds.ms };
-    return { embeddings: value, inputIds: ids, modelInputDims: modelIds.dims, timings: { tokenize_ms: inputIds.ms, inference_ms: output.ms } };
+    const inputIds = { ...out.inputIds, ms: out.tokenizeMs }; // (n, 77)
+    return { embeddings: value, inputIds, modelInputDims: out.modelInputDims, timings: { tokenize_ms: out.tokenizeMs, inference_ms: out.embeds.ms } };
   }
 
   async tokenize(text) {

@@ -1,5 +1,7 @@
 // Module worker that runs the CLIP encoders with onnxruntime-web (see ort-backend.js).
-// It downloads model files itself, so megabytes never cross the page's thread.
+// It downloads model files itself, so megabytes never cross the page's thread, and it takes
+// `run` calls from the Python worker directly (a MessagePort the page hands it with
+// `connectPython`), so pixel and token tensors never cross it either.
 
 import { serve, emit, withTransfer, RpcError } from './rpc.js';
 import { trackFetchProgress } from './progress-fetch.js';
@@ -7,11 +9,30 @@ import { initOrt, createSession, makeTensor, ortState } from './ort-backend.js';
 import { loadModelBytes, clearModelCache } from './model-fetch.js';
 
 const sessions = new Map(); // key -> { session, spec }
+// key -> { promise, resolve, reject } for a session that is loading, or that a run is waiting
+// for: the Python worker may ask for a run before the page's loadModel for it arrives.
+const loads = new Map();
+
+function loadOf(key) {
+  let load = loads.get(key);
+  if (!load) {
+    load = {};
+    load.promise = new Promise((resolve, reject) => Object.assign(load, { resolve, reject }));
+    load.promise.catch(() => {}); // reported to the runs waiting on it
+    loads.set(key, load);
+  }
+  return load;
+}
+
+async function sessionFor(key) {
+  if (!sessions.has(key)) await loadOf(key).promise;
+  return sessions.get(key);
+}
 
 // onnxruntime-web's own wasm download shows up as progress too.
 trackFetchProgress((p) => emit('progress', { ...p, source: 'onnxruntime' }));
 
-serve({
+const handlers = {
   async init({ runtime, base, backend, threads }) {
     const t0 = performance.now();
     const info = await initOrt({ ortBaseUrl: new URL(runtime.ort_base_url, base).href, backend, threads });
@@ -19,38 +40,23 @@ serve({
   },
 
   // spec: { url, input, output, input_dtype, sha256?, bytes? } from the model manifest.
+  // Runs waiting for this key go on once it is loaded, or fail with its error.
   async loadModel({ key, spec, backend }) {
-    const t0 = performance.now();
-    const { buffer: bytes, cached, hashed, remember } = await loadModelBytes(spec.url, spec, (p) => emit('progress', { ...p, source: 'model' }));
-    const t1 = performance.now();
-    const { session, backend: used, notices } = await createSession(bytes, { backend, label: spec.url.split('/').pop() });
-    if (!session.inputNames.includes(spec.input) || !session.outputNames.includes(spec.output)) {
-      await session.release();
-      throw new RpcError(
-        `${spec.url.split('/').pop()} has inputs [${session.inputNames}] and outputs [${session.outputNames}], ` +
-          `but its manifest says input "${spec.input}" and output "${spec.output}"`,
-        'model_mismatch',
-      );
+    const load = loadOf(key);
+    try {
+      const info = await loadSession({ key, spec, backend });
+      load.resolve();
+      return info;
+    } catch (err) {
+      load.reject(err);
+      throw err;
+    } finally {
+      if (loads.get(key) === load) loads.delete(key);
     }
-    await remember();
-    const old = sessions.get(key);
-    sessions.set(key, { session, spec });
-    if (old) old.session.release();
-    return {
-      backend: used,
-      notices,
-      bytes: bytes.byteLength,
-      cached,
-      hashed,
-      inputNames: session.inputNames,
-      outputNames: session.outputNames,
-      timings: { download_ms: t1 - t0, session_ms: performance.now() - t1 },
-    };
   },
 
   async run({ key, data, dims }) {
-    const entry = sessions.get(key);
-    if (!entry) throw new RpcError(`no model loaded for "${key}"`, 'not_ready');
+    const entry = await sessionFor(key);
     const t0 = performance.now();
     const feeds = { [entry.spec.input]: makeTensor(entry.spec.input_dtype, data, dims) };
     const results = await entry.session.run(feeds);
@@ -58,6 +64,12 @@ serve({
     const out = { data: Float32Array.from(output.data), dims: output.dims.slice(), ms: performance.now() - t0 };
     for (const tensor of Object.values(results)) tensor.dispose?.();
     return withTransfer(out, [out.data.buffer]);
+  },
+
+  // The Python worker's end of a MessageChannel: it calls `run` through it.
+  async connectPython({ port }) {
+    serve({ run: handlers.run }, port);
+    return true;
   },
 
   async info() {
@@ -78,4 +90,37 @@ serve({
     }
     return true;
   },
-});
+};
+
+serve(handlers);
+
+// Download (or read from the cache) one encoder's file and create its session, checking its
+// I/O names against the manifest.
+async function loadSession({ key, spec, backend }) {
+  const t0 = performance.now();
+  const { buffer: bytes, cached, hashed, remember } = await loadModelBytes(spec.url, spec, (p) => emit('progress', { ...p, source: 'model' }));
+  const t1 = performance.now();
+  const { session, backend: used, notices } = await createSession(bytes, { backend, label: spec.url.split('/').pop() });
+  if (!session.inputNames.includes(spec.input) || !session.outputNames.includes(spec.output)) {
+    await session.release();
+    throw new RpcError(
+      `${spec.url.split('/').pop()} has inputs [${session.inputNames}] and outputs [${session.outputNames}], ` +
+        `but its manifest says input "${spec.input}" and output "${spec.output}"`,
+      'model_mismatch',
+    );
+  }
+  await remember();
+  const old = sessions.get(key);
+  sessions.set(key, { session, spec });
+  if (old) old.session.release();
+  return {
+    backend: used,
+    notices,
+    bytes: bytes.byteLength,
+    cached,
+    hashed,
+    inputNames: session.inputNames,
+    outputNames: session.outputNames,
+    timings: { download_ms: t1 - t0, session_ms: performance.now() - t1 },
+  };
+}

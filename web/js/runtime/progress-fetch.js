@@ -8,14 +8,16 @@ export function trackFetchProgress(report) {
   const originalFetch = globalThis.fetch.bind(globalThis);
   globalThis.fetch = async (input, init) => {
     const response = await originalFetch(input, init);
-    const total = Number(response.headers.get('Content-Length')) || 0;
-    if (!response.ok || !response.body || total < MIN_TRACKED_BYTES) return response;
+    const wire = Number(response.headers.get('Content-Length')) || 0; // compressed size, if encoded
+    if (!response.ok || !response.body || wire < MIN_TRACKED_BYTES) return response;
     // A wrapped Response has no URL, so Chromium could neither stream-compile nor code-cache the
     // wasm in it: a warm start would recompile ~25 MB of wasm. Pass wasm through; report its size.
     if ((response.headers.get('Content-Type') || '').startsWith('application/wasm')) {
-      report({ file: response.url.split('/').pop(), url: response.url, loaded: total, total, done: true });
+      report({ file: response.url.split('/').pop(), url: response.url, loaded: wire, total: wire, done: true });
       return response;
     }
+    // The body's chunks are decoded bytes; a compressed response's decoded size is not known ahead.
+    const total = response.headers.get('Content-Encoding') ? 0 : wire;
     return new Response(countBytes(response, total, report), {
       status: response.status,
       statusText: response.statusText,

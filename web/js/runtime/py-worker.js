@@ -1,12 +1,17 @@
 // Module worker that owns Pyodide and pyapp: image preprocessing and tokenization.
-// The page never blocks on Python: everything here runs off the main thread.
+// The page never blocks on Python: everything here runs off the main thread. With the
+// onnxruntime worker's port (`connectOnnx`), the embed* methods hand their tensors to the model
+// directly: the page sends bytes or texts and gets embeddings back, never pixels or ids.
 
-import { serve, emit, withTransfer, RpcError, spawnWorker } from './rpc.js';
+import { serve, emit, withTransfer, RpcError, spawnWorker, WorkerClient } from './rpc.js';
 import { trackFetchProgress } from './progress-fetch.js';
 import { snapshotKey, loadSnapshot, deleteSnapshot, fetchWheels, installWheelsPy, CHECK_PY, CHECK_IDS } from './python-snapshot.js';
 
 let pyodide = null;
 let bridge = null;
+let onnx = null; // WorkerClient over a MessagePort to ort-worker.js
+const prepared = new Map(); // handle -> pixel_values kept for a later batched run (search indexing)
+let nextHandle = 1;
 
 trackFetchProgress((p) => emit('progress', { ...p, source: 'pyodide' }));
 
@@ -188,6 +193,47 @@ function scheduleSnapshot({ indexURL, lockFileURL, vocabUrl, key, lock, fallback
   snapshotJob(fallbackMs);
 }
 
+// Colour JPEGs are decoded by the browser (libjpeg-turbo, like PyPI's Pillow; see
+// pyapp/preprocess.py), everything else by Pillow in Pyodide. -> { data, dims, ms, decoder }.
+async function pixelValues({ bytes, size = 224, mean, std, exifTranspose = false }) {
+  const t0 = performance.now();
+  let proxy = null;
+  let decoder = 'pillow';
+  const plan = bridge.browser_jpeg_plan(bytes);
+  if (plan) {
+    const decoded = await decodeJpegInBrowser(bytes, plan);
+    if (decoded) {
+      proxy = bridge.preprocess_decoded_rgba(
+        decoded.data, decoded.width, decoded.height, plan.orientation, size, mean, std, exifTranspose,
+      );
+      decoder = 'browser';
+    }
+  }
+  if (!proxy) proxy = bridge.preprocess_image(bytes, size, mean, std, exifTranspose);
+  const out = takeArray(proxy, 'f32'); // (1, 3, size, size)
+  out.ms = performance.now() - t0;
+  out.decoder = decoder;
+  return out;
+}
+
+// OpenAI's (n, contextLength) ids; with trim, also `model`: the same ids cut after the batch's
+// last end-of-text position, for encoders with a dynamic sequence axis.
+function tokenIds({ texts, contextLength, trim }) {
+  const t0 = performance.now();
+  const ids = bridge.tokenize(texts, contextLength);
+  const model = trim ? takeArray(bridge.trim_padding(ids), 'i32') : null; // (n, length)
+  const out = takeArray(ids, 'i32'); // (n, 77)
+  out.ms = performance.now() - t0;
+  if (model) out.model = model;
+  return out;
+}
+
+// One encoder run in the onnxruntime worker; the tensor's buffer moves there (not copied).
+function runModel(key, tensor) {
+  if (!onnx) throw new RpcError('the onnxruntime worker is not connected', 'not_ready');
+  return onnx.call('run', { key, data: tensor.data, dims: tensor.dims }, [tensor.data.buffer]);
+}
+
 serve({
   // options: { snapshot: false } never uses or makes a snapshot; { snapshotFallbackMs } when to
   // make one after a normal boot if the page never says it is idle; { packagesAtBoot: false }.
@@ -256,43 +302,74 @@ serve({
     return state;
   },
 
-  // Colour JPEGs are decoded by the browser (libjpeg-turbo, like PyPI's Pillow; see
-  // pyapp/preprocess.py), everything else by Pillow in Pyodide.
-  async preprocess({ bytes, size = 224, mean, std, exifTranspose = false }) {
+  // -> pixel_values (1, 3, size, size) for the page (the old path; the image page's preview).
+  async preprocess(params) {
     return guarded(async () => {
-      const t0 = performance.now();
-      let proxy = null;
-      let decoder = 'pillow';
-      const plan = bridge.browser_jpeg_plan(bytes);
-      if (plan) {
-        const decoded = await decodeJpegInBrowser(bytes, plan);
-        if (decoded) {
-          proxy = bridge.preprocess_decoded_rgba(
-            decoded.data, decoded.width, decoded.height, plan.orientation, size, mean, std, exifTranspose,
-          );
-          decoder = 'browser';
-        }
-      }
-      if (!proxy) proxy = bridge.preprocess_image(bytes, size, mean, std, exifTranspose);
-      const out = takeArray(proxy, 'f32');
-      out.ms = performance.now() - t0;
-      out.decoder = decoder;
+      const out = await pixelValues(params);
       return withTransfer(out, [out.data.buffer]);
     }, { images: true });
+  },
+
+  // bytes -> the image encoder's output, preprocessed here and run by the onnxruntime worker.
+  // details: also the pixel values (a copy, for the page's crop preview).
+  async embedImage({ key, details = false, ...params }) {
+    const pixels = await guarded(() => pixelValues(params), { images: true }); // (1, 3, 224, 224)
+    const kept = details ? { data: pixels.data.slice(), dims: pixels.dims } : null;
+    const output = await runModel(key, pixels); // (1, 512)
+    const out = { embeds: output, preprocessMs: pixels.ms, decoder: pixels.decoder, pixelValues: kept };
+    return withTransfer(out, kept ? [output.data.buffer, kept.data.buffer] : [output.data.buffer]);
+  },
+
+  // Preprocess now, run later in a batch with others (embedPrepared): -> { handle, dims, ms }.
+  async prepareImage(params) {
+    const pixels = await guarded(() => pixelValues(params), { images: true });
+    const handle = nextHandle++;
+    prepared.set(handle, pixels);
+    return { handle, dims: pixels.dims, ms: pixels.ms, decoder: pixels.decoder };
+  },
+
+  // Prepared images as one batch (n, 3, size, size) -> the encoder's (n, d) output. The handles
+  // are used up, whether the run succeeds or not.
+  async embedPrepared({ key, handles }) {
+    const tensors = handles.map((h) => prepared.get(h));
+    handles.forEach((h) => prepared.delete(h));
+    if (tensors.some((t) => !t)) throw new RpcError('an image handle is unknown or was already used', 'bad_input');
+    const size = tensors[0].data.length;
+    const data = new Float32Array(tensors.length * size); // (n, 3, 224, 224)
+    tensors.forEach((t, i) => data.set(t.data, i * size));
+    const output = await runModel(key, { data, dims: [tensors.length, ...tensors[0].dims.slice(1)] });
+    return withTransfer(output, [output.data.buffer]);
+  },
+
+  // Prepared images nobody will run (an indexing run was cancelled).
+  async dropPrepared({ handles }) {
+    handles.forEach((h) => prepared.delete(h));
+    return true;
+  },
+
+  // texts -> the text encoder's (n, d) output; ids cut to the batch's real length when the
+  // encoder takes a dynamic sequence (trim). details: also OpenAI's (n, 77) ids.
+  async embedText({ key, texts, contextLength = 77, trim = false, details = false }) {
+    const ids = await guarded(() => tokenIds({ texts, contextLength, trim }));
+    // The model's ids move to the other worker; the page's copy (details) must stay behind.
+    const model = ids.model ?? (details ? { data: ids.data.slice(), dims: ids.dims } : ids); // (n, length <= 77)
+    const output = await runModel(key, model); // (n, 512)
+    const out = { embeds: output, tokenizeMs: ids.ms, modelInputDims: model.dims, inputIds: details ? { data: ids.data, dims: ids.dims } : null };
+    return withTransfer(out, details ? [output.data.buffer, ids.data.buffer] : [output.data.buffer]);
+  },
+
+  // The page's end of this worker's channel to the onnxruntime worker.
+  async connectOnnx({ port }) {
+    onnx = new WorkerClient(port);
+    return true;
   },
 
   // -> OpenAI's (n, contextLength) ids; with trim, also `model`: the same ids cut after the
   // batch's last end-of-text position, for encoders with a dynamic sequence axis.
   async tokenize({ texts, contextLength = 77, trim = false }) {
     return guarded(() => {
-      const t0 = performance.now();
-      const ids = bridge.tokenize(texts, contextLength);
-      const model = trim ? takeArray(bridge.trim_padding(ids), 'i32') : null;
-      const out = takeArray(ids, 'i32');
-      out.ms = performance.now() - t0;
-      if (!model) return withTransfer(out, [out.data.buffer]);
-      out.model = model;
-      return withTransfer(out, [out.data.buffer, model.data.buffer]);
+      const out = tokenIds({ texts, contextLength, trim });
+      return withTransfer(out, out.model ? [out.data.buffer, out.model.data.buffer] : [out.data.buffer]);
     });
   },
 

@@ -3,6 +3,7 @@
 // Page side: `new WorkerClient(worker, onEvent).call(method, params, transfer)` -> Promise.
 // Worker side: `serve({method: async (params) => value})`; return `withTransfer(value, buffers)`
 // to move ArrayBuffers instead of copying them; `emit(name, detail)` sends an event.
+// Both ends also work over a MessagePort, so one worker can call another directly.
 
 export class RpcError extends Error {
   constructor(message, code = 'error', detail = undefined) {
@@ -14,6 +15,7 @@ export class RpcError extends Error {
 }
 
 export class WorkerClient {
+  // worker: a Worker, or a MessagePort whose other end is served by a worker.
   constructor(worker, onEvent = () => {}) {
     this.worker = worker;
     this.nextId = 1;
@@ -49,7 +51,8 @@ export class WorkerClient {
 
   terminate() {
     this.failAll(new RpcError('worker terminated', 'terminated'));
-    this.worker.terminate();
+    if (this.worker.terminate) this.worker.terminate();
+    else this.worker.close(); // a MessagePort
   }
 }
 
@@ -63,17 +66,18 @@ export function emit(event, detail) {
   self.postMessage({ event, detail });
 }
 
-export function serve(handlers) {
-  self.onmessage = async (e) => {
+// target: the worker's global scope, or a MessagePort another worker calls through.
+export function serve(handlers, target = self) {
+  target.onmessage = async (e) => {
     const { id, method, params } = e.data;
     try {
       const handler = handlers[method];
       if (!handler) throw new RpcError(`unknown method ${method}`, 'unknown_method');
       const out = await handler(params);
-      if (out && out[TRANSFER]) self.postMessage({ id, result: out.value }, out[TRANSFER]);
-      else self.postMessage({ id, result: out });
+      if (out && out[TRANSFER]) target.postMessage({ id, result: out.value }, out[TRANSFER]);
+      else target.postMessage({ id, result: out });
     } catch (err) {
-      self.postMessage({
+      target.postMessage({
         id,
         error: { message: err?.message ?? String(err), code: err?.code ?? 'error', detail: err?.detail },
       });

@@ -1,6 +1,8 @@
 // The in-browser runtime, seen from the page: two module workers started in parallel, one for
 // Pyodide + pyapp (py-worker.js), one for onnxruntime-web (ort-worker.js). Pyodide's boot and
 // the model download + session creation overlap instead of running one after the other.
+// The workers talk to each other over a MessageChannel: an image's bytes go to Python, its
+// pixel values straight to the model, and only the embedding comes back to the page.
 //
 // runtime/ owns everything below the client API: the two workers (py-worker.js, ort-worker.js),
 // their RPC (rpc.js), onnxruntime-web (ort-backend.js, the only module that imports it), model
@@ -25,7 +27,7 @@ export async function fetchJson(path, base = BASE_URL) {
 }
 
 export class Runtime extends EventTarget {
-  constructor({ base, runtimeConfig, backend, threads }) {
+  constructor({ base, runtimeConfig, backend, threads, direct = true }) {
     super();
     this.base = base;
     this.config = runtimeConfig;
@@ -36,9 +38,19 @@ export class Runtime extends EventTarget {
     this.models = new Map(); // manifest id -> { manifest, image, text }
     this.parts = new Map(); // `${manifest id}:${part}` -> Promise of that encoder's load info
     this.loadedParts = new Map(); // the same keys, once loaded -> load info
+    this.loadAsked = new Map(); // the same keys -> Promise: settles once loadModel was sent
     const onEvent = (name, detail) => this.onWorkerEvent(name, detail);
     this.py = new WorkerClient(spawnWorker(new URL('js/runtime/py-worker.js', base), 'clip-web-python'), onEvent);
     this.ort = new WorkerClient(spawnWorker(new URL('js/runtime/ort-worker.js', base), 'clip-web-onnxruntime'), onEvent);
+    // `direct: false` sends every tensor through the page (the old path), for the benchmarks' A/B.
+    this.direct = direct;
+    if (direct) {
+      const { port1, port2 } = new MessageChannel();
+      // Sent before init: each worker handles its messages in order, so the port is in place
+      // before anything can use it.
+      this.py.call('connectOnnx', { port: port1 }, [port1]).catch(() => {});
+      this.ort.call('connectPython', { port: port2 }, [port2]).catch(() => {});
+    }
   }
 
   // Start both workers at once and return without waiting for them: `pyReady` and `ortReady`
@@ -46,10 +58,10 @@ export class Runtime extends EventTarget {
   // `sequential: true` starts onnxruntime only after Python is ready: the naive order, kept so
   // the startup benchmark can measure what the overlap gains.
   // `python` options go to the Python worker's init (benchmarks use them to switch techniques off).
-  static async launch({ base = BASE_URL, backend = 'wasm', threads = 0, onProgress = null, sequential = false, python = {} } = {}) {
+  static async launch({ base = BASE_URL, backend = 'wasm', threads = 0, onProgress = null, sequential = false, direct = true, python = {} } = {}) {
     const t0 = performance.now();
     const runtimeConfig = await fetchJson('api/runtime', base);
-    const runtime = new Runtime({ base, runtimeConfig, backend, threads });
+    const runtime = new Runtime({ base, runtimeConfig, backend, threads, direct });
     runtime.t0 = t0;
     if (onProgress) runtime.addEventListener('progress', (e) => onProgress(e.detail));
     runtime.pyReady = runtime.py.call('init', { runtime: runtimeConfig, base, options: python }).then((info) => {
@@ -98,7 +110,10 @@ export class Runtime extends EventTarget {
     let pending = this.parts.get(key);
     if (!pending) {
       const t0 = performance.now();
+      let asked;
+      this.loadAsked.set(key, new Promise((resolve) => (asked = resolve)));
       pending = this.ortReady
+        .finally(() => asked())
         .then(() =>
           this.ort.call('loadModel', {
             key,
@@ -130,7 +145,7 @@ export class Runtime extends EventTarget {
   }
 
   preprocess(bytes, manifest) {
-    return this.py.call('preprocess', { bytes, size: manifest.image_size, mean: manifest.mean, std: manifest.std });
+    return this.py.call('preprocess', this.imageParams(bytes, manifest));
   }
 
   // { trim: true } adds `model`, the ids cut to the batch's real length, when the text encoder
@@ -153,6 +168,61 @@ export class Runtime extends EventTarget {
     const key = `${manifestId}:${part}`;
     if (this.parts.has(key)) await this.parts.get(key);
     return this.ort.call('run', { key, data: tensor.data, dims: tensor.dims });
+  }
+
+  // A call to the Python worker that runs `part` of the model there, through the workers'
+  // channel. Preprocessing overlaps a load still in flight; the load's failure is reported at
+  // once, not after Python's part. The onnxruntime worker waits for a session being loaded, so
+  // the load must have been asked for (loadPart) before Python can ask to run it.
+  async viaPython(manifest, part, method, params, transfer = []) {
+    const key = `${manifest.id}:${part}`;
+    const load = this.loadPart(manifest, part);
+    await this.loadAsked.get(key);
+    const [, out] = await Promise.all([load, this.py.call(method, { ...params, key }, transfer)]);
+    return out;
+  }
+
+  // bytes -> { embeds: { data, dims (1, d), ms }, preprocessMs, decoder, pixelValues? }.
+  async embedImage(bytes, manifest, { details = false } = {}) {
+    if (this.direct) return this.viaPython(manifest, 'image', 'embedImage', { ...this.imageParams(bytes, manifest), details });
+    const pixels = await this.preprocess(bytes, manifest); // (1, 3, 224, 224)
+    const embeds = await this.run(manifest.id, 'image', pixels); // (1, 512)
+    return { embeds, preprocessMs: pixels.ms, decoder: pixels.decoder, pixelValues: details ? pixels : null };
+  }
+
+  // texts -> { embeds: { data, dims (n, d), ms }, tokenizeMs, modelInputDims, inputIds? (n, 77) }.
+  async embedText(texts, manifest, { details = false } = {}) {
+    const trim = manifest.text.dynamic_sequence === true;
+    if (this.direct) return this.viaPython(manifest, 'text', 'embedText', { texts, contextLength: manifest.context_length, trim, details });
+    const ids = await this.tokenize(texts, manifest, { trim: true }); // (n, 77)
+    const model = ids.model ?? ids; // (n, length <= 77)
+    const embeds = await this.run(manifest.id, 'text', model); // (n, 512)
+    return { embeds, tokenizeMs: ids.ms, modelInputDims: model.dims, inputIds: details ? { data: ids.data, dims: ids.dims } : null };
+  }
+
+  // Batched image runs for indexing: prepareImage keeps the pixel values (in the Python worker,
+  // or here on the old path) -> { handle, dims, ms }; embedPrepared runs a list of handles as one
+  // batch -> { data, dims (n, d), ms }; dropPrepared forgets handles that will not run.
+  async prepareImage(bytes, manifest) {
+    if (this.direct) return this.py.call('prepareImage', this.imageParams(bytes, manifest));
+    const pixels = await this.preprocess(bytes, manifest);
+    return { handle: pixels, dims: pixels.dims, ms: pixels.ms, decoder: pixels.decoder };
+  }
+
+  async embedPrepared(manifest, handles) {
+    if (this.direct) return this.viaPython(manifest, 'image', 'embedPrepared', { handles });
+    const size = handles[0].data.length;
+    const data = new Float32Array(handles.length * size); // (n, 3, 224, 224)
+    handles.forEach((t, i) => data.set(t.data, i * size));
+    return this.run(manifest.id, 'image', { data, dims: [handles.length, ...handles[0].dims.slice(1)] });
+  }
+
+  dropPrepared(handles) {
+    if (this.direct && handles.length) this.py.call('dropPrepared', { handles }).catch(() => {});
+  }
+
+  imageParams(bytes, manifest) {
+    return { bytes, size: manifest.image_size, mean: manifest.mean, std: manifest.std };
   }
 
   // Tell the Python worker the page is idle: a snapshot due after a normal boot is made now

@@ -236,11 +236,12 @@ export class SearchIndex extends EventTarget {
       }
       const batch = ready.splice(0, this.maxBatch);
       fill(); // the next files decode while this batch is in the model
-      await this.infer(batch, runtime, manifest.id, store);
+      await this.infer(batch, runtime, manifest, store);
     }
     // Cancelled: let the decodes in flight settle (their results are dropped) so a resume does
     // not race them.
     while (inflight > 0) await new Promise((r) => (wake = r));
+    runtime.dropPrepared(ready.splice(0).map((r) => r.tensor.handle));
   }
 
   async prepare(item, runtime, manifest) {
@@ -250,22 +251,17 @@ export class SearchIndex extends EventTarget {
     } catch (err) {
       throw Object.assign(new Error(`could not read the file (${err.name || err.message})`), { code: 'read_failed' });
     }
-    const tensor = await runtime.preprocess(bytes, manifest);
+    const tensor = await runtime.prepareImage(bytes, manifest); // pixel values stay in the Python worker
     this.busy.preprocess += tensor.ms;
     return tensor;
   }
 
-  async infer(batch, runtime, model, store) {
+  async infer(batch, runtime, manifest, store) {
     const n = batch.length;
-    const first = batch[0].tensor;
-    let data = first.data;
-    if (n > 1) {
-      data = new Float32Array(n * first.data.length);
-      batch.forEach((b, i) => data.set(b.tensor.data, i * first.data.length));
-    }
+    const model = manifest.id;
     let out;
     try {
-      out = await runtime.run(model, 'image', { data, dims: [n, ...first.dims.slice(1)] });
+      out = await runtime.embedPrepared(manifest, batch.map((b) => b.tensor.handle)); // (n, 512)
     } catch (err) {
       for (const { item } of batch) this.fail(item, `the model failed on it: ${err.message}`);
       return;
