@@ -193,14 +193,49 @@ function scheduleSnapshot({ indexURL, lockFileURL, vocabUrl, key, lock, fallback
   snapshotJob(fallbackMs);
 }
 
-// Colour JPEGs are decoded by the browser (libjpeg-turbo, like PyPI's Pillow; see
-// pyapp/preprocess.py), everything else by Pillow in Pyodide. -> { data, dims, ms, decoder }.
+// Does this browser decode JPEGs to the very pixels PyPI's Pillow (libjpeg-turbo) gives? Checked
+// once, on the first image, against jpeg-self-check.json (small JPEGs: 4:2:0, 4:4:4, progressive).
+// -> { decoder: 'browser' | 'pillow', reason }. Chromium, Firefox and WebKitGTK use libjpeg-turbo;
+// Safari's ImageIO does not, and there colour JPEGs go to Pillow in Pyodide.
+let jpegCheck = null;
+
+function checkBrowserJpeg() {
+  jpegCheck ??= (async () => {
+    const t0 = performance.now();
+    let samples;
+    try {
+      const response = await fetch(new URL('./jpeg-self-check.json', import.meta.url));
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      samples = (await response.json()).samples;
+    } catch (err) {
+      return { decoder: 'pillow', reason: `the JPEG self-check could not load its samples (${err.message})` };
+    }
+    for (const s of samples) {
+      const bytes = Uint8Array.from(atob(s.jpeg), (c) => c.charCodeAt(0));
+      const want = Uint8Array.from(atob(s.rgb), (c) => c.charCodeAt(0)); // (h, w, 3)
+      const got = await decodeJpegInBrowser(bytes, { width: s.width, height: s.height, orientation: 1 }); // (h, w, 4)
+      if (!got) return { decoder: 'pillow', reason: `this browser could not decode the ${s.name} sample` };
+      let worst = 0;
+      for (let i = 0, j = 0; i < want.length; i += 3, j += 4) {
+        for (let c = 0; c < 3; c++) worst = Math.max(worst, Math.abs(want[i + c] - got.data[j + c]));
+      }
+      if (worst > 0) {
+        return { decoder: 'pillow', reason: `this browser decodes the ${s.name} sample differently from libjpeg-turbo (up to ${worst} levels)` };
+      }
+    }
+    return { decoder: 'browser', reason: `decodes ${samples.length} samples exactly as libjpeg-turbo`, ms: performance.now() - t0 };
+  })();
+  return jpegCheck;
+}
+
+// Colour JPEGs are decoded by the browser where it passes the self-check (see pyapp/preprocess.py
+// for why), everything else by Pillow in Pyodide. -> { data, dims, ms, decoder }.
 async function pixelValues({ bytes, size = 224, mean, std, exifTranspose = false }) {
   const t0 = performance.now();
   let proxy = null;
   let decoder = 'pillow';
   const plan = bridge.browser_jpeg_plan(bytes);
-  if (plan) {
+  if (plan && (await checkBrowserJpeg()).decoder === 'browser') {
     const decoded = await decodeJpegInBrowser(bytes, plan);
     if (decoded) {
       proxy = bridge.preprocess_decoded_rgba(
@@ -297,9 +332,15 @@ serve({
     return state.snapshot.made;
   },
 
-  // Start-up state that changes after init: the snapshot being made, numpy/Pillow loading.
+  // Start-up state that changes after init: the snapshot being made, numpy/Pillow loading, and
+  // which decoder colour JPEGs get (null until the first image asks).
   async status() {
-    return state;
+    return { ...state, jpegDecoder: jpegCheck ? await jpegCheck : null };
+  },
+
+  // The JPEG self-check's verdict, running it if no image has yet.
+  async jpegDecoder() {
+    return checkBrowserJpeg();
   },
 
   // -> pixel_values (1, 3, size, size) for the page (the old path; the image page's preview).
