@@ -32,6 +32,8 @@ run: setup
 check-browser:
 	@test -x "$${CLIP_WEB_CHROMIUM:-/usr/bin/chromium}" || { \
 	  echo "Chromium is missing: install it with 'apt-get install -y chromium' (Debian)"; exit 1; }
+	@test -x "$${CLIP_WEB_FIREFOX:-/usr/bin/firefox-esr}" && test -x /usr/bin/WebKitWebDriver && test -x /usr/bin/Xvfb || { \
+	  echo "Firefox or WebKit is missing: install them with 'apt-get install -y firefox-esr webkit2gtk-driver xvfb' (Debian)"; exit 1; }
 
 reference-models: $(VENV)/.test
 	$(PY) tests/reference/build_models.py

@@ -1,0 +1,192 @@
+"""The same numbers in Firefox ESR and WebKitGTK: the runtime boots cross-origin isolated,
+pyapp in Pyodide is bit-identical to CPython (every image of the corpus, the golden tokens), the
+client's embeddings equal torch's (images of every decoder path, hard texts), the JPEG self-check
+trusts the browser's decoder, the widget works on another origin, and bad input gives a clear
+error that leaves the page working. Each browser boots once for the module (drivers.py)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import pyapp
+from drivers import DRIVERS
+from test_demo_pages import GOLDEN_TOKENS, IMAGES, TEXTS, assert_matches_torch
+from test_widget import HostSite, host_page
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pyapp"))
+from image_corpus import generate_image_corpus  # noqa: E402
+
+MANIFEST_ID = "tiny-reference"
+
+CLIENT = """async () => {
+  if (!window.testClip) {
+    const { createClip } = await import('/js/clip.js');
+    window.testClip = await createClip({ model: 'tiny-reference' });
+  }
+  return true;
+}"""
+
+
+@pytest.fixture(scope="module", params=sorted(DRIVERS))
+def other(request, live_server):
+    driver = DRIVERS[request.param]()
+    try:
+        driver.open(live_server.url + f"?model={MANIFEST_ID}")
+        driver.evaluate(CLIENT)
+        yield driver
+    finally:
+        driver.close()
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return dict(generate_image_corpus())
+
+
+@pytest.fixture(scope="module")
+def torch_clip(tiny_model_dir):
+    from torch_reference import TorchClip
+
+    return TorchClip(tiny_model_dir / "checkpoint")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_boots_isolated_with_threads(other):
+    info = other.evaluate("async () => { const i = await testClip.info(); return { i, ua: navigator.userAgent, iso: self.crossOriginIsolated }; }")
+    assert info["iso"] is True, info["ua"]
+    assert info["i"]["crossOriginIsolated"] is True and info["i"]["threads"] >= 1
+    assert info["i"]["versions"]["pyodide"] == "0.27.7"
+    engine = "Firefox/" if other.name == "firefox" else "AppleWebKit/"
+    assert engine in info["ua"] and "Chrome/" not in info["ua"]
+
+
+def test_jpeg_self_check_trusts_this_decoder(other):
+    """Firefox and WebKitGTK decode with libjpeg-turbo (browsers.md): they pass, so their colour
+    JPEGs take the fast path. Safari's ImageIO would not, and would get Pillow."""
+    verdict = other.evaluate("async () => (await testClip.info()).jpegDecoder")
+    assert verdict["decoder"] == "browser", verdict
+
+
+def test_preprocessing_is_bit_identical_to_cpython(other, corpus):
+    """Every image of the corpus through the worker's preprocessing, as the pages run it: the same
+    float32 bytes as CPython with PyPI's Pillow (or the same typed error)."""
+    got = other.evaluate(
+        """async (files) => {
+          const hex = async (buf) => Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', buf)),
+                                                (b) => b.toString(16).padStart(2, '0')).join('');
+          const out = {};
+          for (const [name, b64] of files) {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            try {
+              const t = await testClip.runtime.preprocess(bytes, testClip.manifest);
+              out[name] = { sha256: await hex(t.data.buffer), decoder: t.decoder };
+            } catch (err) { out[name] = { error: err.code }; }
+          }
+          return out;
+        }""",
+        [[name, _b64(data)] for name, data in corpus.items()],
+    )
+    mismatches, checked = [], 0
+    for name, data in corpus.items():
+        try:
+            native = pyapp.preprocess_image(data)  # (1, 3, 224, 224)
+        except pyapp.ClipWebError as exc:
+            assert got[name].get("error") == type(exc).__name__, (name, got[name])
+            continue
+        checked += 1
+        colour_jpeg = name.endswith(".jpg") and Image.open(io.BytesIO(data)).mode == "RGB"
+        assert got[name]["decoder"] == ("browser" if colour_jpeg else "pillow"), name
+        if hashlib.sha256(native.tobytes()).hexdigest() != got[name]["sha256"]:
+            mismatches.append(name)
+    assert not mismatches, f"{other.name}: {len(mismatches)} images differ from CPython: {mismatches}"
+    assert checked >= 25
+
+
+def test_tokens_equal_openai_golden(other):
+    golden = json.loads(GOLDEN_TOKENS.read_text())
+    texts = [case["text"] for case in golden]
+    ids = other.evaluate(
+        """async (texts) => {
+          const out = await testClip.runtime.tokenize(texts, testClip.manifest);
+          return { dims: out.dims, data: Array.from(out.data) };
+        }""",
+        texts,
+    )
+    rows = np.asarray(ids["data"], dtype=np.int32).reshape(len(texts), 77)  # (n, 77)
+    wrong = [t for t, r, case in zip(texts, rows, golden) if r.tolist() != case["ids"]]
+    assert not wrong, f"{other.name}: {len(wrong)} of {len(texts)} strings tokenize differently: {wrong[:5]}"
+
+
+def test_image_embeddings_equal_torch(other, corpus, torch_clip):
+    embeds = other.evaluate(
+        """async (files) => {
+          const out = {};
+          for (const [name, b64] of files) {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            out[name] = Array.from(await testClip.embedImage(bytes));
+          }
+          return out;
+        }""",
+        [[name, _b64(corpus[name])] for name in IMAGES],
+    )
+    for name in IMAGES:
+        reference = torch_clip.image_embeds(pyapp.preprocess_image(corpus[name]))[0]  # (512,)
+        assert_matches_torch(np.asarray(embeds[name], dtype=np.float32), reference, f"{other.name} {name}")
+
+
+def test_text_embeddings_equal_torch(other, torch_clip):
+    embeds = other.evaluate("async (texts) => (await testClip.embedText(texts)).map((e) => Array.from(e))", TEXTS)
+    reference = torch_clip.text_embeds(pyapp.tokenize(TEXTS))  # (n, 512)
+    for text, got, want in zip(TEXTS, embeds, reference):
+        assert_matches_torch(np.asarray(got, dtype=np.float32), want, f"{other.name} {text[:30]!r}")
+
+
+def test_bad_image_gives_a_clear_error_and_the_page_keeps_working(other, corpus):
+    out = other.evaluate(
+        """async (good) => {
+          let error = null;
+          try { await testClip.embedImage(new TextEncoder().encode('this is not an image')); }
+          catch (err) { error = { code: err.code, message: err.message }; }
+          const bytes = Uint8Array.from(atob(good), (c) => c.charCodeAt(0));
+          return { error, after: (await testClip.embedImage(bytes)).length };
+        }""",
+        _b64(corpus["rgb_photo_640x480.png"]),
+    )
+    assert out["error"]["code"] == "ImageDecodeError", out
+    assert "image" in out["error"]["message"].lower()
+    assert out["after"] == 512
+
+
+def test_widget_on_another_origin(other, live_server, torch_clip):
+    """The module's last test: it leaves the browser on the host page (a reload of ours costs a boot)."""
+    site = HostSite()
+    try:
+        url = site.add("/widget.html", host_page(live_server.url, f'<clip-widget id="w" mode="text" model="{MANIFEST_ID}"></clip-widget>'))
+        other.goto(url)
+        got = other.evaluate(
+            """async () => {
+              for (let i = 0; i < 600 && !window.events.some((e) => e.type === 'clip-ready' || e.type === 'clip-error'); i++) {
+                await new Promise((r) => setTimeout(r, 200));
+              }
+              const w = document.querySelector('#w');
+              return { events: window.events.map((e) => e.type), embedding: Array.from(await w.embedText('a diagram')) };
+            }"""
+        )
+    finally:
+        site.close()
+    assert "clip-ready" in got["events"] and "clip-error" not in got["events"], got["events"]
+    want = torch_clip.text_embeds(pyapp.tokenize("a diagram"))[0]
+    assert_matches_torch(np.asarray(got["embedding"], dtype=np.float32), want, f"{other.name} widget")
+    assert [m for m, *_ in site.log if m == "POST"] == []
