@@ -633,7 +633,8 @@ def write(results: dict, docs: Path) -> None:
         "",
         "Focused A/B runs, each in one run side by side: [start-up](startup-ab.md) (each start-up technique "
         "alone, an older revision, transformers.js) and [text latency](text-latency.md) (77 positions vs the "
-        "real length vs transformers.js).",
+        "real length vs transformers.js); over a network: [throttled cold start](network-start.md) (50 Mbit/s, "
+        "40 ms round trip, both contenders; bytes on the wire by kind).",
         "",
         f"**Machine**: {m['cpu']} ({', '.join(m.get('simd') or [])}), {m['cores']} cores, {m['memory_gb']} GB RAM, "
         f"{m['os']}; {m.get('browser', '')}. "
