@@ -34,6 +34,8 @@ IMAGES = [
     "webp_lossless_260x190.webp",
     "cmyk_300x200.jpg",
     "i16_png_300x200.png",
+    "i16_png_board_300x200.png",  # 16-bit resized as Pillow 13 does it (clipped between passes)
+    "i16b_tiff_full_range_300x200.tif",
     "f32_tiff_280x190.tif",
 ]
 

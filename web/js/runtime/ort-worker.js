@@ -33,9 +33,9 @@ async function sessionFor(key) {
 trackFetchProgress((p) => emit('progress', { ...p, source: 'onnxruntime' }));
 
 const handlers = {
-  async init({ runtime, base, backend, threads }) {
+  async init({ runtime, base, backend, threads, sessionOptions }) {
     const t0 = performance.now();
-    const info = await initOrt({ ortBaseUrl: new URL(runtime.ort_base_url, base).href, backend, threads });
+    const info = await initOrt({ ortBaseUrl: new URL(runtime.ort_base_url, base).href, backend, threads, sessionOptions });
     return { ...info, timings: { ort_import_ms: performance.now() - t0 } };
   },
 

@@ -58,7 +58,8 @@ export class Runtime extends EventTarget {
   // `sequential: true` starts onnxruntime only after Python is ready: the naive order, kept so
   // the startup benchmark can measure what the overlap gains.
   // `python` options go to the Python worker's init (benchmarks use them to switch techniques off).
-  static async launch({ base = BASE_URL, backend = 'wasm', threads = 0, onProgress = null, sequential = false, direct = true, python = {} } = {}) {
+  // `session`: onnxruntime-web session options merged over ours (for the engine-settings A/B).
+  static async launch({ base = BASE_URL, backend = 'wasm', threads = 0, onProgress = null, sequential = false, direct = true, python = {}, session = {} } = {}) {
     const t0 = performance.now();
     const runtimeConfig = await fetchJson('api/runtime', base);
     const runtime = new Runtime({ base, runtimeConfig, backend, threads, direct });
@@ -70,7 +71,7 @@ export class Runtime extends EventTarget {
       return info;
     });
     runtime.ortReady = (sequential ? runtime.pyReady : Promise.resolve())
-      .then(() => runtime.ort.call('init', { runtime: runtimeConfig, base, backend, threads }))
+      .then(() => runtime.ort.call('init', { runtime: runtimeConfig, base, backend, threads, sessionOptions: session }))
       .then((info) => {
         runtime.onnx = info;
         runtime.timings.ort_ready_ms = performance.now() - t0;
