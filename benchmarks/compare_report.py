@@ -635,7 +635,7 @@ def write(results: dict, docs: Path) -> None:
         "alone, an older revision, transformers.js) and [text latency](text-latency.md) (77 positions vs the "
         "real length vs transformers.js); over a network: [throttled cold start](network-start.md) (50 Mbit/s, "
         "40 ms round trip, both contenders; bytes on the wire by kind); [engine settings and the worker channel]"
-        "(engine-settings.md) (session options, tensors worker to worker); [compressed assets](compressed-assets.md).",
+        "(engine-settings.md) (session options, tensors worker to worker); [compressed assets](compressed-assets.md); [peak memory per browser](memory.md).",
         "",
         f"**Machine**: {m['cpu']} ({', '.join(m.get('simd') or [])}), {m['cores']} cores, {m['memory_gb']} GB RAM, "
         f"{m['os']}; {m.get('browser', '')}. "
