@@ -2,12 +2,13 @@
 // threads controls (rendered here, kept in the URL query), model loading with progress, errors with
 // a retry button, notices, and the page state that people and tests wait on
 // (document.body.dataset.state = loading | ready | error). drop-zone.js takes files (input, drop,
-// paste); progress-view.js draws download bars.
+// paste); progress-view.js draws download bars; memory-advice.js says when a model will not fit.
 // May import: clip.js and runtime/ (lower layers). Never pages/, search/ or widget/.
 
 import { createClip, listModels } from '../clip.js';
 import { renderProgress } from './progress-view.js';
 import { MODEL_CACHE } from '../runtime/model-fetch.js';
+import { memoryAdvice, looksLikeOutOfMemory } from './memory-advice.js';
 
 export const BACKENDS = ['wasm', 'webgpu', 'webgl'];
 
@@ -85,6 +86,21 @@ export function showNotices(notices) {
   );
 }
 
+// A notice that the model may not fit, with a button that switches to the smaller variant.
+function showMemoryAdvice(advice, useModel) {
+  const p = document.createElement('p');
+  p.className = 'notice';
+  p.id = 'memory-advice';
+  p.textContent = advice.text;
+  if (advice.smaller) {
+    const button = Object.assign(document.createElement('button'), { type: 'button', id: 'use-smaller' });
+    button.textContent = `Use ${advice.smaller.variant ?? advice.smaller.id}`;
+    button.addEventListener('click', () => useModel(advice.smaller.id));
+    p.append(' ', button);
+  }
+  document.querySelector('#notices').append(p);
+}
+
 function describeModel(m) {
   const origin = m.origin === 'local' ? 'local folder' : 'HuggingFace';
   return `${m.name} — ${m.variant}, ${origin}`;
@@ -112,6 +128,13 @@ export async function setupPage({ onLoad, onUnload = () => {}, encoders = null }
   let clip = null;
   let anchor = null; // the last client that loaded: keeps its runtime alive through failed loads
   let generation = 0;
+  let advice = null; // memoryAdvice() for the model being loaded
+
+  function useModel(id) {
+    settings.model = id;
+    modelSelect.value = id;
+    load();
+  }
 
   async function load() {
     const mine = ++generation;
@@ -141,7 +164,10 @@ export async function setupPage({ onLoad, onUnload = () => {}, encoders = null }
       backendSelect.value = settings.backend;
       threadsInput.value = String(settings.threads || '');
       writeSettings(settings);
-      renderReport(listing.models.find((m) => m.id === settings.model));
+      const chosen = listing.models.find((m) => m.id === settings.model);
+      renderReport(chosen);
+      advice = memoryAdvice(chosen, listing.models, navigator.deviceMemory);
+      if (advice) showMemoryAdvice(advice, useModel);
       const next = await createClip({
         model: settings.model,
         backend: settings.backend,
@@ -156,6 +182,7 @@ export async function setupPage({ onLoad, onUnload = () => {}, encoders = null }
       window.clip = clip;
       const info = await clip.info();
       showNotices([...notices, ...info.notices]);
+      if (advice) showMemoryAdvice(advice, useModel);
       document.querySelector('#runtime-info').textContent =
         `${info.model.name} · ${info.backend} · ${info.threads} thread${info.threads === 1 ? '' : 's'}` +
         `${info.crossOriginIsolated ? '' : ' (not cross-origin isolated)'} · Pyodide ${info.versions.pyodide} · ` +
@@ -167,7 +194,11 @@ export async function setupPage({ onLoad, onUnload = () => {}, encoders = null }
     } catch (err) {
       if (mine !== generation) return;
       console.error(err);
-      showMessage(`Could not load the model: ${err.message}`, { error: true, retry: load });
+      const smaller = advice?.smaller ?? null;
+      const memory = looksLikeOutOfMemory(err.message)
+        ? ` The model may be too large for this device's memory${smaller ? `: try the ${smaller.variant ?? smaller.id} variant` : ''}.`
+        : '';
+      showMessage(`Could not load the model: ${err.message}${memory}`, { error: true, retry: load });
       setState('error');
     }
   }
