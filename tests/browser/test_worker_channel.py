@@ -161,3 +161,37 @@ def test_fixed_length_encoder_keeps_77_ids_for_the_page(channel_page):
     assert out["dims"] == [[2, 7], [2, 77], [2, 77]]
     assert out["ids"][0] == 49406 and out["same"]
     assert out["diff"] <= 1e-4
+
+
+def test_embed_images_batches_and_names_a_bad_file(channel_page):
+    """embedImages(list): the same embeddings as embedImage one by one (batches of 2 here, so
+    5 images take 3 runs), and a bad file fails the call with its position; the next call works."""
+    corpus = dict(generate_image_corpus())
+    names = ["rgb_photo_1024x768.jpg", "p_transparency_250x180.png", "gray_jpeg_L_350x260.jpg",
+             "webp_lossless_260x190.webp", "size_225x301.png"]
+    out = channel_page.page.evaluate(
+        """async ([files, bad]) => {
+          const { createClip } = await import('/js/clip.js');
+          const clip = await createClip({ model: 'tiny-reference' });
+          const decode = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+          crossings.length = 0;
+          const batched = (await clip.embedImages(files.map(decode), { batch: 2 })).map((e) => Array.from(e));
+          const runs = crossings.filter((c) => c.method === 'embedPrepared').length;
+          const single = [];
+          for (const f of files) single.push(Array.from(await clip.embedImage(decode(f))));
+          let error = null;
+          try { await clip.embedImages([decode(files[0]), decode(bad), decode(files[1])]); } catch (err) { error = err.message; }
+          const after = (await clip.embedImages([decode(files[2])])).length;
+          const empty = (await clip.embedImages([])).length;
+          clip.dispose();
+          return { batched, single, runs, error, after, empty };
+        }""",
+        [[base64.b64encode(corpus[n]).decode() for n in names], base64.b64encode(b"not an image at all").decode()],
+    )
+    assert out["runs"] == 3
+    batched = np.asarray(out["batched"], dtype=np.float32)  # (5, 512)
+    single = np.asarray(out["single"], dtype=np.float32)  # (5, 512)
+    assert batched.shape == (5, EMBED_DIM)
+    assert np.abs(batched - single).max() <= 1e-4
+    assert out["error"].startswith("image 2 of 3: ")
+    assert out["after"] == 1 and out["empty"] == 0

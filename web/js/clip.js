@@ -2,6 +2,7 @@
 //
 //   const clip = await createClip({ model: 'tiny-reference', backend: 'wasm' });
 //   const imageEmbeds = await clip.embedImage(file);          // Float32Array(512), raw model output
+//   const many = await clip.embedImages([file1, file2, ...]);  // [Float32Array(512), ...], batched runs
 //   const textEmbeds = await clip.embedText(['a cat', 'a dog']); // [Float32Array(512), ...]
 //   clip.similarity(imageEmbeds, textEmbeds)                   // { cosine: [...], probs: [...] }
 //
@@ -174,6 +175,44 @@ export class ClipClient {
     const embedding = out.embeds.data;
     if (!details) return embedding;
     return { embedding, pixelValues: out.pixelValues, decoder: out.decoder, timings: { preprocess_ms: out.preprocessMs, inference_ms: out.embeds.ms } };
+  }
+
+  // [image, ...] -> [Float32Array, ...], the same as embedImage on each, in fewer encoder runs:
+  // each image is preprocessed in the Python worker, and `batch` of them run as one (n, 3, 224, 224)
+  // tensor; the next batch is preprocessed while this one is in the model. A file that cannot be
+  // read or decoded fails the call with its position in the list; nothing is left behind.
+  async embedImages(inputs, { batch = 4 } = {}) {
+    this.check();
+    if (!Array.isArray(inputs)) throw new RpcError('embedImages takes a list of images', 'bad_input');
+    if (inputs.length === 0) return [];
+    this.encoder('image').catch(() => {});
+    const prepare = async (start) => {
+      const chunk = inputs.slice(start, start + batch);
+      const settled = await Promise.allSettled(chunk.map(async (x) => this.runtime.prepareImage(await toBytes(x), this.manifest)));
+      const failed = settled.findIndex((r) => r.status === 'rejected');
+      if (failed >= 0) {
+        this.runtime.dropPrepared(settled.filter((r) => r.status === 'fulfilled').map((r) => r.value.handle));
+        const err = settled[failed].reason;
+        throw new RpcError(`image ${start + failed + 1} of ${inputs.length}: ${err.message}`, err.code ?? 'bad_input');
+      }
+      return settled.map((r) => r.value.handle);
+    };
+    const embeddings = [];
+    let next = prepare(0);
+    for (let start = 0; start < inputs.length; start += batch) {
+      const handles = await next;
+      next = start + batch < inputs.length ? prepare(start + batch) : null;
+      next?.catch(() => {}); // reported when awaited
+      let output;
+      try {
+        output = await this.runtime.embedPrepared(this.manifest, handles); // (n, 512)
+      } catch (err) {
+        next?.then((h) => this.runtime.dropPrepared(h), () => {});
+        throw err;
+      }
+      embeddings.push(...split(output));
+    }
+    return embeddings;
   }
 
   // string -> Float32Array; string[] -> Float32Array[] (one batched run). { details: true } adds ids.
