@@ -268,7 +268,7 @@ export class ClipClient {
       // How Python started: restored from this browser's snapshot, or booted (and why).
       python: { snapshot: info.pythonStatus.snapshot, imagesReady: info.pythonStatus.imagesReady },
       // Who decodes colour JPEGs here, and why: the browser only where it passes the self-check.
-      jpegDecoder: await this.runtime.py.call('jpegDecoder'),
+      jpegDecoder: info.pythonStatus.jpegDecoder,
       crossOriginIsolated: info.crossOriginIsolated,
       versions: { ...info.python.versions, onnxruntimeWeb: info.onnx.ortVersion },
       timings: { ...info.timings, client: this.timings, model: Object.fromEntries(Object.entries(loaded).map(([k, v]) => [k, v.timings])) },

@@ -5,6 +5,7 @@
 
 import { serve, emit, withTransfer, RpcError, spawnWorker, WorkerClient } from './rpc.js';
 import { trackFetchProgress } from './progress-fetch.js';
+import { stackTensors } from './tensors.js';
 import { snapshotKey, loadSnapshot, deleteSnapshot, fetchWheels, installWheelsPy, CHECK_PY, CHECK_IDS } from './python-snapshot.js';
 
 let pyodide = null;
@@ -333,14 +334,9 @@ serve({
   },
 
   // Start-up state that changes after init: the snapshot being made, numpy/Pillow loading, and
-  // which decoder colour JPEGs get (null until the first image asks).
+  // which decoder colour JPEGs get (the self-check runs now if no image has run it yet).
   async status() {
-    return { ...state, jpegDecoder: jpegCheck ? await jpegCheck : null };
-  },
-
-  // The JPEG self-check's verdict, running it if no image has yet.
-  async jpegDecoder() {
-    return checkBrowserJpeg();
+    return { ...state, jpegDecoder: await checkBrowserJpeg() };
   },
 
   // -> pixel_values (1, 3, size, size) for the page (the old path; the image page's preview).
@@ -375,10 +371,7 @@ serve({
     const tensors = handles.map((h) => prepared.get(h));
     handles.forEach((h) => prepared.delete(h));
     if (tensors.some((t) => !t)) throw new RpcError('an image handle is unknown or was already used', 'bad_input');
-    const size = tensors[0].data.length;
-    const data = new Float32Array(tensors.length * size); // (n, 3, 224, 224)
-    tensors.forEach((t, i) => data.set(t.data, i * size));
-    const output = await runModel(key, { data, dims: [tensors.length, ...tensors[0].dims.slice(1)] });
+    const output = await runModel(key, stackTensors(tensors)); // (n, 3, 224, 224) in, (n, 512) out
     return withTransfer(output, [output.data.buffer]);
   },
 

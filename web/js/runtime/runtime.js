@@ -6,10 +6,12 @@
 //
 // runtime/ owns everything below the client API: the two workers (py-worker.js, ort-worker.js),
 // their RPC (rpc.js), onnxruntime-web (ort-backend.js, the only module that imports it), model
-// downloads and their cache (model-fetch.js), and byte progress (progress-fetch.js).
+// downloads and their cache (model-fetch.js), byte progress (progress-fetch.js), and batching
+// tensors (tensors.js).
 // May import: nothing outside runtime/ (it is the lowest layer).
 
 import { WorkerClient, spawnWorker, RpcError } from './rpc.js';
+import { stackTensors } from './tensors.js';
 
 // Where this copy of clip-web is served from (works when a page on another origin imports us).
 export const BASE_URL = new URL('../../', import.meta.url).href;
@@ -38,7 +40,6 @@ export class Runtime extends EventTarget {
     this.models = new Map(); // manifest id -> { manifest, image, text }
     this.parts = new Map(); // `${manifest id}:${part}` -> Promise of that encoder's load info
     this.loadedParts = new Map(); // the same keys, once loaded -> load info
-    this.loadAsked = new Map(); // the same keys -> Promise: settles once loadModel was sent
     const onEvent = (name, detail) => this.onWorkerEvent(name, detail);
     this.py = new WorkerClient(spawnWorker(new URL('js/runtime/py-worker.js', base), 'clip-web-python'), onEvent);
     this.ort = new WorkerClient(spawnWorker(new URL('js/runtime/ort-worker.js', base), 'clip-web-onnxruntime'), onEvent);
@@ -111,10 +112,7 @@ export class Runtime extends EventTarget {
     let pending = this.parts.get(key);
     if (!pending) {
       const t0 = performance.now();
-      let asked;
-      this.loadAsked.set(key, new Promise((resolve) => (asked = resolve)));
       pending = this.ortReady
-        .finally(() => asked())
         .then(() =>
           this.ort.call('loadModel', {
             key,
@@ -173,12 +171,11 @@ export class Runtime extends EventTarget {
 
   // A call to the Python worker that runs `part` of the model there, through the workers'
   // channel. Preprocessing overlaps a load still in flight; the load's failure is reported at
-  // once, not after Python's part. The onnxruntime worker waits for a session being loaded, so
-  // the load must have been asked for (loadPart) before Python can ask to run it.
+  // once, not after Python's part. The load is asked for here: the onnxruntime worker holds a run
+  // for a session that is not there until its loadModel arrives (in either order) and settles.
   async viaPython(manifest, part, method, params, transfer = []) {
     const key = `${manifest.id}:${part}`;
     const load = this.loadPart(manifest, part);
-    await this.loadAsked.get(key);
     const [, out] = await Promise.all([load, this.py.call(method, { ...params, key }, transfer)]);
     return out;
   }
@@ -212,10 +209,7 @@ export class Runtime extends EventTarget {
 
   async embedPrepared(manifest, handles) {
     if (this.direct) return this.viaPython(manifest, 'image', 'embedPrepared', { handles });
-    const size = handles[0].data.length;
-    const data = new Float32Array(handles.length * size); // (n, 3, 224, 224)
-    handles.forEach((t, i) => data.set(t.data, i * size));
-    return this.run(manifest.id, 'image', { data, dims: [handles.length, ...handles[0].dims.slice(1)] });
+    return this.run(manifest.id, 'image', stackTensors(handles)); // (n, 3, 224, 224) in, (n, 512) out
   }
 
   dropPrepared(handles) {
