@@ -2,7 +2,8 @@
 
 URL map:
     /                       web/ (pages, JS modules, CSS)
-    /assets/pyodide-X/      Pyodide core, wheels, pyapp's wheel, clip-web-lock.json
+    /assets/pyodide-X/      Pyodide core, wheels, pyapp's wheel, clip-web-lock.json, and
+                            snapshots/: the Python memory snapshot first visits restore
     /assets/ort-X/          onnxruntime-web
     /assets/vocab/          OpenAI's BPE merges file
     /models/                the local models folder (--models-dir), when given
@@ -28,7 +29,9 @@ from pyapp.constants import BPE_VOCAB_FILENAME
 from . import pins
 from .assets import ENCODING_SUFFIXES, LOCK_NAME, encoded_dir, missing_assets, ort_dir, pyodide_dir, vocab_path
 from .middleware import RequestLogMiddleware, SecurityHeadersMiddleware
+from .precompile import FOLDER as PYC_FOLDER, PYC_LOCK_NAME
 from .models import list_models
+from .python_snapshot import current_snapshot, inputs as snapshot_inputs
 from .settings import Settings
 
 # Python 3.11's table lacks or misnames these; browsers refuse module scripts and streaming wasm
@@ -134,9 +137,13 @@ class CachedStaticFiles(StaticFiles):
 
 
 def _pyodide_cache_control(path: str) -> str:
-    # Our lock and pyapp's wheel change with pyapp's code; everything else there is versioned.
-    name = path.rsplit("/", 1)[-1]
-    return REVALIDATE if name == LOCK_NAME or name.startswith("pyapp-") else IMMUTABLE
+    # Our locks and pyapp's wheel change with pyapp's code; the compiled copies in pyc/ keep their
+    # names when the recipe that makes them changes (a stale cached wheel would then fail its
+    # lock's sha256). Everything else there is versioned.
+    folder, _, name = path.rpartition("/")
+    if name in (LOCK_NAME, PYC_LOCK_NAME) or name.startswith("pyapp-") or folder.endswith("/" + PYC_FOLDER):
+        return REVALIDATE
+    return IMMUTABLE
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -149,6 +156,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         missing = missing_assets(settings.assets_dir)
         return {"status": "ok", "assets_ready": not missing, "missing_assets": missing}
 
+    def _served_snapshot() -> str | None:
+        if not settings.python_snapshot:
+            return None
+        return current_snapshot(*snapshot_inputs(settings.assets_dir, settings.web_dir))
+
     @app.get("/api/runtime")
     def runtime():
         pyodide = f"/assets/pyodide-{pins.PYODIDE_VERSION}/"
@@ -159,6 +171,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "pyodide_lock_url": pyodide + LOCK_NAME,
             "ort_base_url": f"/assets/ort-{pins.ORT_WEB_VERSION}/",
             "vocab_url": f"/assets/vocab/{BPE_VOCAB_FILENAME}",
+            # null when it was not built (no Node): pages then boot Pyodide and make their own.
+            "python_snapshot_url": pyodide + snapshot if (snapshot := _served_snapshot()) else None,
         }
 
     @app.get("/embed")

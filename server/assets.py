@@ -330,6 +330,9 @@ def ensure_assets(assets_dir: Path, repo_root: Path, log: Callable[[str], None] 
             lay_out(downloads, folder, log)
         _encode(folder, log)
     write_lock(assets_dir, repo_root)
+    from .python_snapshot import ensure_snapshot, inputs
+
+    ensure_snapshot(*inputs(assets_dir, repo_root / "web"), log=log)
     log(f"assets ready in {assets_dir}")
 
 

@@ -50,6 +50,7 @@ def cmd_serve(args) -> int:
     from .app import create_app
     from .assets import missing_assets, write_lock
     from .models import ManifestError, list_models
+    from .python_snapshot import ensure_snapshot, inputs
 
     settings = Settings()
     if args.models_dir:
@@ -57,6 +58,8 @@ def cmd_serve(args) -> int:
         if not models_dir.is_dir():
             return _fail(f"--models-dir {args.models_dir}: no such folder")
         settings.models_dir = models_dir
+    if args.no_python_snapshot:
+        settings.python_snapshot = False
     if args.request_log:
         settings.request_log = Path(args.request_log).resolve()
     missing = missing_assets(settings.assets_dir)
@@ -67,6 +70,9 @@ def cmd_serve(args) -> int:
         )
     try:
         write_lock(settings.assets_dir, REPO_ROOT)  # pyapp's wheel follows its sources
+        if settings.python_snapshot:  # and so does the snapshot first visits restore
+            ensure_snapshot(*inputs(settings.assets_dir, settings.web_dir),
+                            log=lambda line: print(f"clip-web: {line}", file=sys.stderr, flush=True))
         list_models(settings)
     except ManifestError as exc:
         return _fail(str(exc))
@@ -92,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--models-dir", help="a local folder of models (subfolders with manifest.json)")
     serve.add_argument("--request-log", help="append one JSON line per request to this file")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument("--no-python-snapshot", action="store_true",
+                       help="do not offer first visits the prebuilt Python snapshot (they boot Pyodide and make their own)")
     serve.set_defaults(func=cmd_serve)
     from .model_tools.cli import register as register_models
     register_models(sub)

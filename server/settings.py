@@ -21,5 +21,7 @@ class Settings:
     presets_dir: Path = REPO_ROOT / "server" / "presets"
     # A local folder of models (each a subfolder with manifest.json); becomes the default model.
     models_dir: Path | None = field(default_factory=lambda: _env_path("CLIP_WEB_MODELS_DIR", None))
+    # Offer first visits the Python memory snapshot `clip-web assets` builds (server/python_snapshot.py).
+    python_snapshot: bool = True
     # When set, one JSON line per request is appended here (tests read it to prove privacy).
     request_log: Path | None = field(default_factory=lambda: _env_path("CLIP_WEB_REQUEST_LOG", None))

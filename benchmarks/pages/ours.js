@@ -46,6 +46,8 @@ async function load() {
     const encoders = params.get('encoders') ? params.get('encoders').split(',') : null;
     const runtimeOptions = params.get('boot') === 'after' ? { python: { packagesAtBoot: false } } : {};
     if (params.get('route') === 'page') runtimeOptions.direct = false;
+    // snapshot=browser: no server snapshot (a cold visit boots Pyodide; a warm one restores its own).
+    if (params.get('snapshot') === 'browser') runtimeOptions.python = { ...runtimeOptions.python, servedSnapshot: false };
     clip = await createClip({ model: params.get('model'), backend: 'wasm', threads, encoders, runtimeOptions });
   }
   return { call };

@@ -38,16 +38,23 @@ def wait_for_snapshot(page, timeout_s: float = 120.0) -> dict:
     raise AssertionError("no Python snapshot was made")
 
 
-@pytest.fixture(scope="module", params=["booted", "restored"])
+@pytest.fixture(scope="module", params=["booted", "restored", "served"])
 def ready(page_session, request):
-    """Every test here runs twice: on a freshly booted interpreter, and on one restored from the
-    memory snapshot the first boot leaves in the browser (a snapshot must not change a bit)."""
-    page_session.open("/")
-    restored = "runtime.info().then(i => i.python.snapshot.restored)"
-    if request.param == "restored" and not page_session.page.evaluate(restored):
-        wait_for_snapshot(page_session.page)
+    """Every test here runs three times: on a freshly booted interpreter, on one restored from the
+    memory snapshot the first boot leaves in the browser, and on one restored from the snapshot the
+    server built under Node (what a first visit gets). A snapshot must not change a bit."""
+    snapshot = "runtime.info().then(i => i.python.snapshot)"
+    if request.param == "served":
+        page_session.page.evaluate("caches.delete('clip-web-python-v1')")  # no snapshot of its own
         page_session.open("/")
-    assert page_session.page.evaluate(restored) is (request.param == "restored")
+    else:
+        page_session.open("/?served_snapshot=0")
+        if request.param == "restored" and not page_session.page.evaluate(snapshot)["restored"]:
+            wait_for_snapshot(page_session.page)
+            page_session.open("/?served_snapshot=0")
+    state = page_session.page.evaluate(snapshot)
+    assert state["restored"] is (request.param != "booted"), state
+    assert state["source"] == {"booted": None, "restored": "browser", "served": "server"}[request.param], state
     return page_session
 
 

@@ -2,6 +2,9 @@
 and reused on the next ones, and a corrupt or stale one falls back to a normal boot and is
 replaced; the text page never loads the image encoder; a warm start downloads and hashes no model.
 
+These run against a server that offers no prebuilt snapshot (`--no-python-snapshot`), so the first
+visit boots; test_served_snapshot.py covers the server's snapshot.
+
 Bit-for-bit parity of a restored interpreter (every image, every golden text) is checked by
 test_pyodide_parity.py, which runs all of its tests on a booted and on a restored interpreter.
 """
@@ -17,6 +20,7 @@ import pytest
 from test_pyodide_parity import GOLDEN_TOKENS, wait_for_snapshot
 
 import pyapp
+from helpers import LiveServer
 
 TEXT_PAGE = "/text.html?model=tiny-reference"
 GOLDEN = json.loads(GOLDEN_TOKENS.read_text())
@@ -33,11 +37,19 @@ def model_gets(server, suffix: str) -> int:
 
 
 @pytest.fixture(scope="module")
+def live_server(tmp_path_factory, assets_dir, reference_models):
+    server = LiveServer(tmp_path_factory.mktemp("server"), reference_models, extra_args=["--no-python-snapshot"])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def text_page(page_session, live_server):
     """The text page in this module's fresh context, booted normally once, its snapshot made."""
     page_session.model_gets_before = {f: model_gets(live_server, f"/tiny/{f}") for f in ("image.onnx", "text.onnx")}
     page = page_session.open(TEXT_PAGE)
     assert python_state(page)["snapshot"]["restored"] is False
+    assert page.evaluate("fetch('/api/runtime').then(r => r.json())")["python_snapshot_url"] is None
     wait_for_snapshot(page)
     return page_session
 
@@ -51,6 +63,7 @@ def test_snapshot_is_made_keyed_and_restored(text_page):
     text_page.open(TEXT_PAGE)
     state = python_state(page)
     assert state["snapshot"]["restored"] is True and state["snapshot"]["error"] is None
+    assert state["snapshot"]["source"] == "browser"
     assert page.evaluate("clip.runtime.python.timings.ready_ms") > 0
     # Reused, not made again: still the one entry.
     assert page.evaluate(SNAPSHOT_KEYS) == keys

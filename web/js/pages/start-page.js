@@ -33,6 +33,8 @@ async function main() {
     threads: Number(params.get('threads') || 0),
     model,
     sequential: params.get('sequential') === '1',
+    // ?served_snapshot=0: boot Pyodide (or restore this browser's own snapshot), not the server's.
+    python: params.get('served_snapshot') === '0' ? { servedSnapshot: false } : {},
     onProgress: (p) => renderProgress(document.querySelector('#progress'), p.all),
   });
   window.runtime = runtime;

@@ -6,7 +6,7 @@
 import { serve, emit, withTransfer, RpcError, spawnWorker, WorkerClient } from './rpc.js';
 import { trackFetchProgress } from './progress-fetch.js';
 import { stackTensors } from './tensors.js';
-import { snapshotKey, loadSnapshot, deleteSnapshot, fetchWheels, installWheelsPy, CHECK_PY, CHECK_IDS } from './python-snapshot.js';
+import { snapshotKey, findSnapshot, storeSnapshot, deleteSnapshot, fetchWheels, installWheelsPy, CHECK_PY, CHECK_IDS } from './python-snapshot.js';
 
 let pyodide = null;
 let bridge = null;
@@ -78,7 +78,7 @@ async function decodeJpegInBrowser(bytes, plan) {
 const PYAPP_PACKAGES = ['pyapp', 'numpy', 'pillow', 'ftfy', 'wcwidth'];
 
 // Where start-up stands, for info(): how Python started and what became of the snapshot.
-const state = { snapshot: { restored: false, made: null, error: null }, imagesReady: false };
+const state = { snapshot: { restored: false, source: null, made: null, error: null }, imagesReady: false };
 let imagesReady = null; // Promise: numpy + Pillow loaded and imported (images need them, text does not)
 
 async function importPyodide(url, runtime) {
@@ -159,6 +159,13 @@ async function restoreSnapshot(loadPyodide, { indexURL, lockFileURL, snapshot, l
   imagesReady.catch(() => {});
 }
 
+// The server's snapshot (see server/python_snapshot.py), fetched beside Pyodide's import.
+async function fetchServedSnapshot(snapshotUrl) {
+  const response = await fetch(snapshotUrl);
+  if (!response.ok) throw new Error(`HTTP ${response.status} for ${snapshotUrl}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
 // After a normal boot: make the snapshot for the next visit in a throwaway worker, when the page
 // says it is idle (`makeSnapshot`, once its models are loaded), or after `fallbackMs` anyway.
 let snapshotJob = null;
@@ -190,6 +197,25 @@ function scheduleSnapshot({ indexURL, lockFileURL, vocabUrl, key, lock, fallback
       worker.terminate();
     };
     worker.postMessage({ indexUrl: indexURL, lockUrl: lockFileURL, vocabUrl, key, lock });
+  }, delayMs);
+  snapshotJob(fallbackMs);
+}
+
+// After restoring the server's snapshot: keep its bytes in Cache Storage as this browser's own, so
+// the next visit reads them as they are instead of decoding 52 MB of brotli from the HTTP cache
+// again. Done when the page is idle (or after fallbackMs), like making one.
+function scheduleAdoption({ key, bytes, fallbackMs }) {
+  state.snapshot.made = { pending: true };
+  let held = bytes;
+  snapshotJob = (delayMs) => setTimeout(async () => {
+    if (!held) return;
+    const stored = held;
+    held = null;
+    try {
+      state.snapshot.made = { ok: true, stored: await storeSnapshot(key, stored), bytes: stored.byteLength, adopted: true };
+    } catch (err) {
+      state.snapshot.made = { ok: false, error: String(err?.message ?? err) };
+    }
   }, delayMs);
   snapshotJob(fallbackMs);
 }
@@ -271,8 +297,9 @@ function runModel(key, tensor) {
 }
 
 serve({
-  // options: { snapshot: false } never uses or makes a snapshot; { snapshotFallbackMs } when to
-  // make one after a normal boot if the page never says it is idle; { packagesAtBoot: false }.
+  // options: { snapshot: false } never uses or makes a snapshot; { servedSnapshot: false } skips
+  // the server's; { snapshotFallbackMs } when to make one after a normal boot if the page never
+  // says it is idle; { packagesAtBoot: false }.
   async init({ runtime, base, options = {} }) {
     const url = (path) => new URL(path, base).href;
     const timings = {};
@@ -280,12 +307,19 @@ serve({
     const indexURL = url(runtime.pyodide_index_url);
     const lockFileURL = url(runtime.pyodide_lock_url);
     const vocabUrl = url(runtime.vocab_url);
-    const useSnapshots = options.snapshot !== false && !!self.caches;
-    // The key needs the lock's bytes; both fetches overlap Pyodide's import.
+    // Snapshots, best first: this browser's own (made after a normal boot, in Cache Storage), the
+    // server's (built by `clip-web assets`: what a first visit restores), else a normal boot.
+    const useSnapshots = options.snapshot !== false;
+    const canStore = useSnapshots && !!self.caches;
+    const servedUrl = useSnapshots && options.servedSnapshot !== false && runtime.python_snapshot_url ? url(runtime.python_snapshot_url) : null;
+    // The key needs the lock's bytes; both overlap Pyodide's import.
     const keyed = useSnapshots
-      ? snapshotKey({ lockUrl: lockFileURL, vocabUrl, pyodideVersion: runtime.pyodide_version }).then(async (k) => ({ ...k, snapshot: await loadSnapshot(k.key) }))
+      ? snapshotKey({ lockUrl: lockFileURL, vocabUrl, pyodideVersion: runtime.pyodide_version }).then(async (k) => ({ ...k, snapshot: canStore ? await findSnapshot(k.key) : null }))
       : Promise.resolve(null);
     keyed.catch(() => {});
+    // The server's is downloaded only when this browser has none of its own (found in a few ms).
+    const served = keyed.then((k) => (k && !k.snapshot && servedUrl ? fetchServedSnapshot(servedUrl) : null));
+    served.catch(() => {});
     const loadPyodide = await importPyodide(url, runtime);
     let found = null;
     try {
@@ -293,28 +327,38 @@ serve({
     } catch (err) {
       state.snapshot.error = `could not look for a snapshot: ${err.message}`;
     }
-    if (found?.snapshot) {
+    timings.lookup_ms = performance.now() - t0; // Pyodide's module imported, our lock read, Cache Storage asked
+    const attempts = [];
+    if (found?.snapshot) attempts.push(['browser', () => found.snapshot]);
+    // Pyodide takes the download as a promise: its own script loads meanwhile.
+    if (found && servedUrl) attempts.push(['server', async () => (await served) ?? fetchServedSnapshot(servedUrl)]);
+    for (const [source, bytesOf] of attempts) {
       try {
-        await restoreSnapshot(loadPyodide, { indexURL, lockFileURL, snapshot: found.snapshot, lock: found.lock, timings });
-        state.snapshot.restored = true;
-        state.snapshot.bytes = found.snapshot.byteLength;
+        const snapshot = bytesOf();
+        await restoreSnapshot(loadPyodide, { indexURL, lockFileURL, snapshot, lock: found.lock, timings });
+        const bytes = await snapshot;
+        Object.assign(state.snapshot, { restored: true, source, bytes: bytes.byteLength });
+        if (source === 'server' && canStore) scheduleAdoption({ key: found.key, bytes, fallbackMs: options.snapshotFallbackMs ?? 20000 });
+        break;
       } catch (err) {
-        // A corrupt or unusable snapshot: forget it, boot normally, and make a new one.
-        state.snapshot.error = `the Python snapshot could not be restored (${String(err?.message ?? err).slice(0, 200)}); started normally`;
+        // A corrupt or unusable snapshot: say so, try the next way to start; a bad browser
+        // snapshot is forgotten (a new one is made or adopted after this start).
+        const why = `the ${source}'s Python snapshot could not be restored (${String(err?.message ?? err).slice(0, 200)})`;
+        state.snapshot.error = state.snapshot.error ? `${state.snapshot.error}; ${why}` : why;
         bridge = null;
         pyodide = null;
-        await deleteSnapshot(found.key).catch(() => {});
-        found.snapshot = null;
+        if (source === 'browser') await deleteSnapshot(found.key).catch(() => {});
       }
     }
     if (!state.snapshot.restored) {
+      if (state.snapshot.error) state.snapshot.error += '; started normally';
       const vocab = fetch(vocabUrl).then(async (r) => {
         if (!r.ok) throw new RpcError(`BPE vocab: HTTP ${r.status} for ${r.url}`, 'asset_missing');
         return new Uint8Array(await r.arrayBuffer());
       });
       vocab.catch(() => {}); // reported when awaited
       await bootNormally(loadPyodide, { indexURL, lockFileURL, vocab, atBoot: options.packagesAtBoot !== false, timings });
-      if (found) scheduleSnapshot({ indexURL, lockFileURL, vocabUrl, key: found.key, lock: found.lock, fallbackMs: options.snapshotFallbackMs ?? 20000 });
+      if (found && canStore) scheduleSnapshot({ indexURL, lockFileURL, vocabUrl, key: found.key, lock: found.lock, fallbackMs: options.snapshotFallbackMs ?? 20000 });
     }
     timings.ready_ms = performance.now() - t0;
     timings.packages_at_boot = options.packagesAtBoot !== false;
@@ -322,7 +366,7 @@ serve({
     const lock = found?.lock ?? (await (await fetch(lockFileURL)).json());
     return {
       timings,
-      snapshot: { restored: state.snapshot.restored, error: state.snapshot.error },
+      snapshot: { restored: state.snapshot.restored, source: state.snapshot.source ?? null, error: state.snapshot.error },
       versions: { pyodide: pyodide.version, python, numpy: lock.packages.numpy?.version, pillow: lock.packages.pillow?.version, pyapp: pyappVersion },
     };
   },

@@ -38,14 +38,19 @@ async function openCache() {
   }
 }
 
-// Uint8Array or null.
-export async function loadSnapshot(key) {
+// null when there is none, else a promise of its bytes (reading 52 MB takes a while: Pyodide
+// takes the promise and loads its own script meanwhile). Rejects if the entry is cut short.
+export async function findSnapshot(key) {
   const cache = await openCache();
   const hit = cache && (await cache.match(key));
   if (!hit) return null;
-  const bytes = new Uint8Array(await hit.arrayBuffer());
   const expected = Number(hit.headers.get('X-Clip-Web-Bytes'));
-  return bytes.byteLength === expected ? bytes : null;
+  const bytes = hit.arrayBuffer().then((buffer) => {
+    if (buffer.byteLength !== expected) throw new Error(`the stored snapshot has ${buffer.byteLength} bytes, not ${expected}`);
+    return new Uint8Array(buffer);
+  });
+  bytes.catch(() => {});
+  return bytes;
 }
 
 export async function storeSnapshot(key, bytes) {

@@ -1,0 +1,98 @@
+"""The Python snapshot `clip-web assets` builds under Node for first visits: named after its
+inputs, served compressed and cached forever, offered by /api/runtime, switched off by
+`--no-python-snapshot`, and optional (no Node: a clear line, no file, the server still starts)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import brotli
+import pytest
+
+from helpers import REPO_ROOT, LiveServer
+from server import pins
+from server.assets import LOCK_NAME, pyodide_dir
+from server.python_snapshot import PREFIX, current_snapshot, ensure_snapshot, inputs, snapshot_name
+from test_http import fetch
+
+PYODIDE = f"/assets/pyodide-{pins.PYODIDE_VERSION}/"
+# Pyodide 0.27.7's snapshot header (src/js/snapshot.ts): this magic, then its BUILD_ID as 32-bit
+# little-endian words (pyodide.mjs), then the JSON list of JS objects Python holds.
+SNAPSHOT_MAGIC = b"\x00snp"
+BUILD_ID = "e94377f5ce7dcf67e0417b69a0016733c2cfb6b4622ee8c490a6f17eb58e863b"
+
+
+def runtime(server) -> dict:
+    return json.loads(fetch(server, "/api/runtime")[2])
+
+
+def test_the_snapshot_is_built_and_offered(live_server, assets_dir):
+    path = current_snapshot(*inputs(assets_dir, REPO_ROOT / "web"))
+    assert path is not None and path.startswith("snapshots/" + PREFIX)
+    assert runtime(live_server)["python_snapshot_url"] == PYODIDE + path
+    data = (pyodide_dir(assets_dir) / path).read_bytes()
+    assert len(data) > 20_000_000  # the wasm heap: tens of MB
+    assert data[:4] == SNAPSHOT_MAGIC
+    build_id = b"".join(bytes.fromhex(BUILD_ID[i:i + 8])[::-1] for i in range(0, 64, 8))
+    assert data[16:48] == build_id  # made by the very Pyodide build the browser runs
+    # No JS object is referenced from the heap (every one would have to be found again on restore).
+    assert b'{"hiwireKeys":[null,null],"immortalKeys":[]}' in data[48:160]
+
+
+def test_the_snapshot_is_sent_as_brotli_and_cached_forever(live_server, assets_dir):
+    path = current_snapshot(*inputs(assets_dir, REPO_ROOT / "web"))
+    status, headers, body = fetch(live_server, PYODIDE + path, {"Accept-Encoding": "br, gzip"})
+    assert status == 200
+    assert headers["content-encoding"] == "br"
+    assert headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert brotli.decompress(body) == (pyodide_dir(assets_dir) / path).read_bytes()
+    assert len(body) < len(brotli.decompress(body)) / 3
+
+
+def test_no_python_snapshot_flag_offers_none(tmp_path, assets_dir, reference_models):
+    server = LiveServer(tmp_path, reference_models, extra_args=["--no-python-snapshot"])
+    try:
+        assert runtime(server)["python_snapshot_url"] is None
+    finally:
+        server.stop()
+
+
+def test_the_name_follows_every_input(tmp_path, assets_dir):
+    folder, lock, vocab, prepare = inputs(assets_dir, REPO_ROOT / "web")
+    copy = tmp_path / "pyodide"
+    copy.mkdir()
+    shutil.copyfile(folder / "pyodide.asm.wasm", copy / "pyodide.asm.wasm")
+    shutil.copyfile(lock, copy / LOCK_NAME)
+    shutil.copyfile(prepare, tmp_path / "prepare.js")
+    name = snapshot_name(copy, copy / LOCK_NAME, vocab, tmp_path / "prepare.js")
+    assert name == snapshot_name(folder, lock, vocab, prepare)  # a function of the bytes, not the paths
+    (copy / LOCK_NAME).write_bytes(lock.read_bytes() + b" ")
+    assert snapshot_name(copy, copy / LOCK_NAME, vocab, tmp_path / "prepare.js") != name
+    shutil.copyfile(lock, copy / LOCK_NAME)
+    (tmp_path / "prepare.js").write_text(prepare.read_text() + "\n// changed\n")
+    assert snapshot_name(copy, copy / LOCK_NAME, vocab, tmp_path / "prepare.js") != name
+
+
+def test_without_node_there_is_no_snapshot_and_a_clear_line(tmp_path, assets_dir, monkeypatch):
+    folder, lock, vocab, prepare = inputs(assets_dir, REPO_ROOT / "web")
+    copy = tmp_path / "pyodide"
+    copy.mkdir()
+    shutil.copyfile(folder / "pyodide.asm.wasm", copy / "pyodide.asm.wasm")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no `node` anywhere on it
+    lines = []
+    assert ensure_snapshot(copy, lock, vocab, prepare, log=lines.append) is None
+    assert lines == ["no Python snapshot for first visits: Node.js is not installed (pages boot Pyodide instead)"]
+    assert not (copy / "snapshots").exists() or not any((copy / "snapshots").iterdir())
+    assert current_snapshot(copy, lock, vocab, prepare) is None
+
+
+def test_a_failed_build_leaves_no_partial_file(tmp_path, assets_dir):
+    folder, lock, vocab, prepare = inputs(assets_dir, REPO_ROOT / "web")
+    copy = tmp_path / "pyodide"
+    copy.mkdir()
+    shutil.copyfile(folder / "pyodide.asm.wasm", copy / "pyodide.asm.wasm")  # but no pyodide.mjs: Node fails
+    lines = []
+    assert ensure_snapshot(copy, lock, vocab, prepare, log=lines.append) is None
+    assert len(lines) == 1 and lines[0].startswith("no Python snapshot for first visits: building it failed"), lines
+    assert list((copy / "snapshots").iterdir()) == []
