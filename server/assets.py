@@ -295,9 +295,10 @@ def _lock_entry(name: str, version: str, file_name: str, sha256: str, imports: l
     }
 
 
-def write_lock(assets_dir: Path, repo_root: Path) -> Path:
+def write_lock(assets_dir: Path, repo_root: Path, log: Callable[[str], None] = print) -> Path:
     """(Re)build pyapp's wheel and our lock file: the official lock trimmed to what we serve, plus
-    ftfy and pyapp. With it, one ``loadPackage("pyapp")`` resolves and hash-checks everything."""
+    ftfy and pyapp. With it, one ``loadPackage("pyapp")`` resolves and hash-checks everything.
+    Then the precompiled copies follow (server/precompile.py; a no-op when they are current)."""
     dest = pyodide_dir(assets_dir)
     official = json.loads((dest / "pyodide-lock.json").read_text())
     packages = {key: official["packages"][key] for key in pins.PYODIDE_LOCK_PACKAGES}
@@ -312,6 +313,9 @@ def write_lock(assets_dir: Path, repo_root: Path) -> Path:
     data = json.dumps(lock, indent=1, sort_keys=True).encode()
     if not path.exists() or path.read_bytes() != data:
         _write_atomic(path, data)
+    from .precompile import ensure_precompiled  # it imports this module
+
+    ensure_precompiled(dest, vocab_path(assets_dir), log)
     return path
 
 
@@ -329,7 +333,7 @@ def ensure_assets(assets_dir: Path, repo_root: Path, log: Callable[[str], None] 
         if not _layout_is_current(folder):
             lay_out(downloads, folder, log)
         _encode(folder, log)
-    write_lock(assets_dir, repo_root)
+    write_lock(assets_dir, repo_root, log)
     from .python_snapshot import ensure_snapshot, inputs
 
     ensure_snapshot(*inputs(assets_dir, repo_root / "web"), log=log)

@@ -14,16 +14,19 @@ import pytest
 from helpers import REPO_ROOT
 from server import pins
 from server.assets import _ENCODERS, STAMP_NAME, AssetError, encoded_dir, ensure_assets, ort_dir, pyodide_dir, sha256_file
+from server.precompile import FOLDER as PYC_FOLDER, PYC_LOCK_NAME
 
 
 @pytest.fixture
 def offline_copy(tmp_path, assets_dir):
     """An asset cache holding only the raw downloads, so ensure_assets runs offline, and the
     compressed copies (minutes to remake at brotli 11; the layout reuses them, as their sources'
-    hashes are the same)."""
+    hashes are the same). The precompiled Python too (20 s to remake; tested in test_precompile)."""
     dest = tmp_path / "assets"
     shutil.copytree(assets_dir / "downloads", dest / "downloads")
     shutil.copytree(assets_dir / "encoded", dest / "encoded")
+    shutil.copytree(pyodide_dir(assets_dir) / PYC_FOLDER, pyodide_dir(dest) / PYC_FOLDER)
+    shutil.copy2(pyodide_dir(assets_dir) / PYC_LOCK_NAME, pyodide_dir(dest) / PYC_LOCK_NAME)
     return dest
 
 
