@@ -295,7 +295,7 @@ def _lock_entry(name: str, version: str, file_name: str, sha256: str, imports: l
     }
 
 
-def write_lock(assets_dir: Path, repo_root: Path, log: Callable[[str], None] = print) -> Path:
+def write_lock(assets_dir: Path, repo_root: Path, log: Callable[[str], None] = print, strict: bool = True) -> Path:
     """(Re)build pyapp's wheel and our lock file: the official lock trimmed to what we serve, plus
     ftfy and pyapp. With it, one ``loadPackage("pyapp")`` resolves and hash-checks everything.
     Then the precompiled copies follow (server/precompile.py; a no-op when they are current)."""
@@ -315,7 +315,13 @@ def write_lock(assets_dir: Path, repo_root: Path, log: Callable[[str], None] = p
         _write_atomic(path, data)
     from .precompile import ensure_precompiled  # it imports this module
 
-    ensure_precompiled(dest, vocab_path(assets_dir), log)
+    try:
+        ensure_precompiled(dest, vocab_path(assets_dir), log)
+    except AssetError as exc:
+        # `clip-web serve` still serves: without the compiled lock, pages load the plain files.
+        if strict:
+            raise
+        log(f"serving without precompiled Python: {exc}")
     return path
 
 

@@ -69,7 +69,8 @@ def cmd_serve(args) -> int:
             f"(first: {missing[0]}). Run `clip-web assets` (or `make run`) first."
         )
     try:
-        write_lock(settings.assets_dir, REPO_ROOT)  # pyapp's wheel follows its sources
+        write_lock(settings.assets_dir, REPO_ROOT, strict=False,  # pyapp's wheel follows its sources
+                   log=lambda line: print(f"clip-web: {line}", file=sys.stderr, flush=True))
         if settings.python_snapshot:  # and so does the snapshot first visits restore
             ensure_snapshot(*inputs(settings.assets_dir, settings.web_dir),
                             log=lambda line: print(f"clip-web: {line}", file=sys.stderr, flush=True))

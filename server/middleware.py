@@ -34,7 +34,7 @@ class SecurityHeadersMiddleware:
                 headers["Cross-Origin-Embedder-Policy"] = "require-corp"
                 headers["Cross-Origin-Resource-Policy"] = "cross-origin"
                 headers["Access-Control-Allow-Origin"] = "*"
-                headers["Access-Control-Expose-Headers"] = "Content-Length, Content-Encoding, ETag"
+                headers["Access-Control-Expose-Headers"] = "Content-Length, Content-Encoding, Content-Range, ETag"
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -39,15 +39,41 @@ def corrupt_server(tmp_path_factory, assets_dir):
 
 
 def test_corrupt_wheel_is_refused_with_a_clear_error(browser, corrupt_server):
+    """A normal boot (no snapshot) loads numpy before ready: the page itself fails, clearly."""
     context = browser.new_context()
     page = context.new_page()
     try:
-        page.goto(corrupt_server.url)
+        page.goto(corrupt_server.url + "?served_snapshot=0")
         page.wait_for_function("document.body.dataset.state !== 'loading'", timeout=PW.BOOT_TIMEOUT_MS)
         assert page.evaluate("document.body.dataset.state") == "error"
         message = page.inner_text("#message")
         assert "pyapp failed to import" in message
         assert "numpy" in message
+    finally:
+        context.close()
+
+
+def test_corrupt_wheel_after_a_snapshot_fails_the_first_image_clearly(browser, corrupt_server):
+    """Restored from the server's snapshot, Python is ready (text works) before numpy loads; the
+    corrupt wheel then fails the first image with the same clear reason, and text keeps working."""
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(corrupt_server.url)
+        page.wait_for_function("document.body.dataset.state !== 'loading'", timeout=PW.BOOT_TIMEOUT_MS)
+        assert page.evaluate("document.body.dataset.state") == "ready"
+        assert page.evaluate("runtime.info().then(i => i.python.snapshot.source)") == "server"
+        error = page.evaluate(
+            """async () => {
+                const png = Uint8Array.from(atob('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=='), c => c.charCodeAt(0));
+                try { await runtime.preprocess(png, {image_size: 224, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], text: {}}); return null; }
+                catch (err) { return {code: err.code, message: err.message}; }
+            }"""
+        )
+        assert error and error["code"] == "package_failed", error
+        assert "numpy/Pillow failed to load" in error["message"] and "numpy" in error["message"], error
+        ids = page.evaluate("runtime.tokenize(['a photo of a cat'], {context_length: 77, text: {}}).then(t => Array.from(t.data.slice(0, 7)))")
+        assert ids == [49406, 320, 1125, 539, 320, 2368, 49407]
     finally:
         context.close()
 

@@ -52,6 +52,22 @@ function sharedRuntime({ base, backend, threads, onProgress, runtimeOptions }) {
   return { entry, key };
 }
 
+// Pause (true) or resume (false) the model downloads of every runtime on this page; the page's
+// Pause button. Downloads continue from their last byte.
+export async function pauseModelDownloads(paused) {
+  const all = await Promise.all([...runtimes.values()].map((e) => e.promise.then((r) => r.pauseDownloads(paused)).catch(() => null)));
+  return all.some(Boolean);
+}
+
+// Ask the browser to keep stored models when it runs short of space (only pages may ask). -> granted?
+export async function persistStorage() {
+  try {
+    return (await navigator.storage?.persisted?.()) || (await navigator.storage?.persist?.()) || false;
+  } catch {
+    return false;
+  }
+}
+
 export const ENCODERS = ['image', 'text'];
 
 // encoders: which encoders to load and in what order. By default both, and createClip resolves

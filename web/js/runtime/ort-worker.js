@@ -6,7 +6,8 @@
 import { serve, emit, withTransfer, RpcError } from './rpc.js';
 import { trackFetchProgress } from './progress-fetch.js';
 import { initOrt, createSession, makeTensor, ortState } from './ort-backend.js';
-import { loadModelBytes, clearModelCache } from './model-fetch.js';
+import { loadModelBytes, clearModelCache, setDownloadsPaused } from './model-fetch.js';
+import { partialBytes } from './partial-store.js';
 
 const sessions = new Map(); // key -> { session, spec }
 // key -> { promise, resolve, reject } for a session that is loading, or that a run is waiting
@@ -80,6 +81,17 @@ const handlers = {
 
   async clearModelCache() {
     return clearModelCache();
+  },
+
+  // Pause (true) or resume (false) every model download; -> whether downloads are paused.
+  async pauseDownloads({ paused }) {
+    return setDownloadsPaused(paused);
+  },
+
+  // What this site keeps: the browser's estimate, and the bytes of unfinished downloads.
+  async storage() {
+    const estimate = await navigator.storage?.estimate?.().catch(() => null);
+    return { usage: estimate?.usage ?? null, quota: estimate?.quota ?? null, partialBytes: await partialBytes().catch(() => 0) };
   },
 
   async dispose({ key }) {

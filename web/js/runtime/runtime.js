@@ -98,6 +98,11 @@ export class Runtime extends EventTarget {
     return runtime;
   }
 
+  // Stop (true) or continue (false) the model downloads in flight; they resume from their last byte.
+  pauseDownloads(paused) {
+    return this.ort.call('pauseDownloads', { paused });
+  }
+
   onWorkerEvent(name, detail) {
     if (name !== 'progress') return;
     this.downloads.set(detail.file, detail);

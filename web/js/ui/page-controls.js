@@ -5,7 +5,7 @@
 // paste); progress-view.js draws download bars; memory-advice.js says when a model will not fit.
 // May import: clip.js and runtime/ (lower layers). Never pages/, search/ or widget/.
 
-import { createClip, listModels } from '../clip.js';
+import { createClip, listModels, pauseModelDownloads, persistStorage } from '../clip.js';
 import { renderProgress } from './progress-view.js';
 import { MODEL_CACHE } from '../runtime/model-fetch.js';
 import { memoryAdvice, looksLikeOutOfMemory } from './memory-advice.js';
@@ -34,8 +34,33 @@ export function renderControls(slot = document.querySelector('#page-controls')) 
   message.setAttribute('role', 'status');
   const notices = Object.assign(document.createElement('div'), { id: 'notices' });
   const progress = Object.assign(document.createElement('div'), { id: 'progress' });
+  const pause = Object.assign(document.createElement('button'), { id: 'pause-download', type: 'button', textContent: 'Pause download', hidden: true });
+  pause.addEventListener('click', async () => {
+    const paused = pause.dataset.paused !== 'true';
+    pause.disabled = true;
+    try {
+      pause.dataset.paused = String(await pauseModelDownloads(paused));
+      pause.textContent = pause.dataset.paused === 'true' ? 'Resume download' : 'Pause download';
+    } finally {
+      pause.disabled = false;
+    }
+  });
   const runtimeInfo = Object.assign(document.createElement('p'), { id: 'runtime-info', className: 'muted' });
-  slot.replaceChildren(form, message, notices, progress, runtimeInfo);
+  slot.replaceChildren(form, message, notices, progress, pause, runtimeInfo);
+}
+
+// The Pause button shows while a model file is being downloaded (not read from the cache). The
+// first such download also asks the browser to keep stored models (persistent storage).
+let askedPersist = false;
+function showPause(files) {
+  const pause = document.querySelector('#pause-download');
+  if (!pause) return;
+  const downloading = files.some((f) => f.source === 'model' && !f.done && !f.cached);
+  pause.hidden = !downloading;
+  if (downloading && !askedPersist) {
+    askedPersist = true;
+    persistStorage();
+  }
 }
 
 export function readSettings() {
@@ -173,7 +198,11 @@ export async function setupPage({ onLoad, onUnload = () => {}, encoders = null }
         backend: settings.backend,
         threads: settings.threads,
         encoders,
-        onProgress: (p) => renderProgress(progress, p.all ?? [p]),
+        onProgress: (p) => {
+          const files = p.all ?? [p];
+          renderProgress(progress, files);
+          showPause(files);
+        },
       });
       if (mine !== generation) return next.dispose();
       clip = next;
@@ -189,11 +218,13 @@ export async function setupPage({ onLoad, onUnload = () => {}, encoders = null }
         `onnxruntime-web ${info.versions.onnxruntimeWeb}`;
       showMessage('Ready.');
       progress.hidden = true;
+      document.querySelector('#pause-download').hidden = true;
       await onLoad(clip);
       setState('ready');
     } catch (err) {
       if (mine !== generation) return;
       console.error(err);
+      document.querySelector('#pause-download').hidden = true;
       const smaller = advice?.smaller ?? null;
       const memory = looksLikeOutOfMemory(err.message)
         ? ` The model may be too large for this device's memory${smaller ? `: try the ${smaller.variant ?? smaller.id} variant` : ''}.`
