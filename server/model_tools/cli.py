@@ -4,6 +4,7 @@
     clip-web models export CHECKPOINT --to models/my-clip [--id my-clip]
     clip-web models quantize models/my-clip --to models/my-clip-uint8 [--uint8 | --int8]
     clip-web models fp16 models/my-clip --to models/my-clip-fp16
+    clip-web models optimize models/my-clip models/my-clip-opt
     clip-web models report models/my-clip models/my-clip-uint8 ... [--checkpoint CHECKPOINT]
     clip-web models fix-text-model IN.onnx OUT.onnx [--int32-input]
 
@@ -81,6 +82,19 @@ def cmd_fp16(args) -> int:
     return _guarded(f"writing float16 weights into {args.to}", work)
 
 
+def cmd_optimize(args) -> int:
+    from .optimize import optimize_folder
+
+    def work():
+        m = optimize_folder(Path(args.dir), Path(args.dest), force=args.force,
+                            assets_dir=Path(args.assets) if args.assets else None, log=_log)
+        fid = m["optimized"]["fidelity"]
+        worst = min(v["cos_min"] for engine in ("web", "native") for v in fid[engine].values())
+        _log(f"{m['id']} -> {args.dest} (cosine vs source >= {worst:.7f} in onnxruntime-web "
+             f"{fid['onnxruntime_web']} and onnxruntime {fid['onnxruntime']})")
+    return _guarded(f"optimising into {args.dest}", work)
+
+
 def cmd_report(args) -> int:
     from .report import REPORT, report, table
 
@@ -88,7 +102,8 @@ def cmd_report(args) -> int:
         if args.runs < 1:
             raise ToolError("--runs must be at least 1")
         results = report([Path(d) for d in args.dirs], checkpoint=Path(args.checkpoint) if args.checkpoint else None,
-                         sources=[Path(s) for s in args.source], threads=args.threads, runs=args.runs, log=_log)
+                         sources=[Path(s) for s in args.source], threads=args.threads, runs=args.runs,
+                         assets_dir=Path(args.assets) if args.assets else None, log=_log)
         print(table(results))
         _log(f"wrote {REPORT} and a manifest `report` summary in {len(results)} model folder(s)")
     return _guarded("writing the report", work)
@@ -148,12 +163,25 @@ def register(subparsers) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_fp16)
 
+    p = sub.add_parser("optimize", help="offline-optimised graphs (fused attention, LayerNorm, ...), checked in "
+                                         "onnxruntime-web's wasm build",
+                       description="Write DEST: SRC's encoders with onnxruntime's portable graph rewrites and "
+                                   "transformer fusions, kept only if onnxruntime-web's wasm build (run under "
+                                   "Node) runs them and the embeddings match SRC's (cosine >= 0.99999).")
+    p.add_argument("dir", metavar="SRC", help="fp32 model folder (with manifest.json)")
+    p.add_argument("dest", metavar="DEST", help="output model folder")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument("--assets", help="assets folder holding ort-<version>/ (default: the server's, .assets)")
+    p.set_defaults(func=cmd_optimize)
+
     p = sub.add_parser("report", help="fidelity, size and speed of variants vs their fp32 source")
     p.add_argument("dirs", nargs="+", help="model folders (variants find their source beside them)")
     p.add_argument("--checkpoint", help="also compare with torch on this transformers checkpoint")
     p.add_argument("--source", action="append", default=[], help="folder of a source model elsewhere")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: its default)")
     p.add_argument("--runs", type=int, default=10, help="timed batch-1 image runs per model")
+    p.add_argument("--assets", help="assets folder holding ort-<version>/, for the onnxruntime-web rows of "
+                                    "graph-optimised variants (default: the server's, .assets)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("fix-text-model", help="repair a text model's int64 ArgMax for onnxruntime-web")

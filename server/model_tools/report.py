@@ -8,6 +8,11 @@ for each image, does the variant pick the same label ("a photo of a {label}") as
 
 Per model folder: report.json (everything) and a `report` summary in its manifest, which the
 demo pages show beside the variant picker.
+
+Graph-optimised variants (`clip-web models optimize`, manifest key `optimized`) are meant to give
+the same numbers, so their report adds the largest absolute difference and a second comparison
+run in onnxruntime-web's wasm build under Node (`vs_source_web`): the engine the browser uses,
+whose kernels and fusions are not native onnxruntime's.
 """
 
 from __future__ import annotations
@@ -161,9 +166,27 @@ def compare(image: np.ndarray, text: np.ndarray, ref_image: np.ndarray, ref_text
     ci, ct = cosines(image, ref_image), cosines(text, ref_text)  # (16,), (32,)
     n_labels = len(LABELS)
     agree = zero_shot_top1(image, text[:n_labels]) == zero_shot_top1(ref_image, ref_text[:n_labels])  # (16,)
+    diff = {k: float(np.abs(a.astype(np.float64) - b).max()) for k, a, b in
+            (("image", image, ref_image), ("text", text, ref_text))}
     return {"image": {"cos_min": float(ci.min()), "cos_mean": float(ci.mean())},
             "text": {"cos_min": float(ct.min()), "cos_mean": float(ct.mean())},
-            "zero_shot_top1_agreement": float(agree.mean())}
+            "zero_shot_top1_agreement": float(agree.mean()),
+            "max_abs": diff}
+
+
+def web_embeds(m: Measured, src: Measured, assets_dir: Path | None = None) -> dict:
+    """The probe set through a model and its source in onnxruntime-web's wasm build (Node, one
+    thread; one Node process per encoder, so two full-size files share a wasm heap, not four)."""
+    from . import ort_web
+
+    out = {}
+    for part, x in (("image", m.pixels), ("text", m.ids)):
+        spec = m.manifest[part]
+        feeds = [ort_web.Feed(which, spec["input"], spec["output"], x) for which in ("model", "source")]
+        res = ort_web.run({"model": m.files[part], "source": src.files[part]}, feeds, assets_dir=assets_dir)
+        out[part], out[f"src_{part}"] = res["outputs"]
+        out["onnxruntime_web"] = res["versions"].get("web")
+    return out
 
 
 # --- whole report ----------------------------------------------------------------------------
@@ -189,7 +212,7 @@ def _find_source(folder: Path, manifest: dict, candidates: list[Path]) -> Path:
 
 
 def report(folders: list[Path], checkpoint: Path | None = None, sources: list[Path] = (), threads: int = 0,
-           runs: int = 10, log=lambda msg: None) -> list[dict]:
+           runs: int = 10, assets_dir: Path | None = None, log=lambda msg: None) -> list[dict]:
     """Measure each folder against its source (and torch); write report.json + manifest summary."""
     ort = need("onnxruntime", feature="clip-web models report")
     folders = [Path(f) for f in folders]
@@ -226,6 +249,11 @@ def report(folders: list[Path], checkpoint: Path | None = None, sources: list[Pa
                 log(f"running torch on {checkpoint} ...")
                 references[key] = torch_embeds(checkpoint, m.pixels, m.ids)
             result["vs_torch"] = compare(m.image, m.text, *references[key])
+        if "optimized" in m.manifest:
+            log(f"running {folder} and its source in onnxruntime-web (wasm, Node) ...")
+            web = web_embeds(m, src, assets_dir=assets_dir)
+            result["vs_source_web"] = dict(compare(web["image"], web["text"], web["src_image"], web["src_text"]),
+                                           engine=f"onnxruntime-web {web['onnxruntime_web']} wasm, Node, 1 thread")
         replace_file(folder / REPORT, (json.dumps(result, indent=2) + "\n").encode())
         manifest = read_manifest(folder)  # fresh: keep any edits made meanwhile
         manifest["report"] = summary(result)
@@ -251,25 +279,37 @@ def summary(result: dict) -> dict:
         t = result["vs_torch"]
         out["torch_image_cosine_min"] = round(t["image"]["cos_min"], 6)
         out["torch_text_cosine_min"] = round(t["text"]["cos_min"], 6)
+    if "vs_source_web" in result:
+        w = result["vs_source_web"]
+        out["max_abs"] = max(vs["max_abs"].values())
+        out["web_image_cosine_min"] = round(w["image"]["cos_min"], 6)
+        out["web_text_cosine_min"] = round(w["text"]["cos_min"], 6)
+        out["web_max_abs"] = max(w["max_abs"].values())
     return out
 
 
 def table(results: list[dict]) -> str:
     head = ["model", "variant", "vs", "MB", "img cos min", "img mean", "txt cos min", "txt mean", "top-1",
-            "load ms", "ms/img"]
+            "max abs", "load ms", "ms/img"]
     rows = []
     for r in results:
         s = summary(r)
         rows.append([r["model"], r["variant"], r["source"], f"{s['bytes'] / 1e6:.1f}",
                      f"{s['image_cosine_min']:.6f}", f"{s['image_cosine_mean']:.6f}",
                      f"{s['text_cosine_min']:.6f}", f"{s['text_cosine_mean']:.6f}",
-                     f"{s['top1_agreement']:.3f}", f"{s['load_ms']:.0f}",
+                     f"{s['top1_agreement']:.3f}", _max_abs(r["vs_source"]), f"{s['load_ms']:.0f}",
                      f"{s['ms_per_image']:.1f}"])
-        if "vs_torch" in r:
-            t = r["vs_torch"]
-            rows.append(["", "", "torch", "", f"{t['image']['cos_min']:.6f}", f"{t['image']['cos_mean']:.6f}",
-                         f"{t['text']['cos_min']:.6f}", f"{t['text']['cos_mean']:.6f}",
-                         f"{t['zero_shot_top1_agreement']:.3f}", "", ""])
+        # second rows: the same variant against torch, and (graph-optimised variants) in onnxruntime-web
+        for label, key in (("torch", "vs_torch"), ("ort-web", "vs_source_web")):
+            if key in r:
+                t = r[key]
+                rows.append(["", "", label, "", f"{t['image']['cos_min']:.6f}", f"{t['image']['cos_mean']:.6f}",
+                             f"{t['text']['cos_min']:.6f}", f"{t['text']['cos_mean']:.6f}",
+                             f"{t['zero_shot_top1_agreement']:.3f}", _max_abs(t), "", ""])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*head), fmt.format(*["-" * w for w in widths]), *(fmt.format(*r) for r in rows)])
+
+
+def _max_abs(vs: dict) -> str:
+    return f"{max(vs['max_abs'].values()):.2g}" if "max_abs" in vs else ""
