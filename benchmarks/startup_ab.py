@@ -11,12 +11,15 @@ Variants (each a page load in a fresh browser context, then a reload in the same
     ours_both       createClip() with both encoders loaded before ready (the default)
     ours_no_server_snapshot  as ours, without the server's Python snapshot (cold: a normal boot; warm: the
                     snapshot this browser made after it)
+    ours_plain_python  as ours, with the plain stdlib and wheels instead of the precompiled ones
+                    (so no server snapshot either: it is made over the precompiled stdlib)
     ours_boot_after pyapp's wheels loaded after Pyodide's boot, not during it (packagesAtBoot off)
     base            the --base-rev revision's createClip() (served by its own server)
     tjs             transformers.js, everything loaded in parallel (its documented way)
   text-only pages (first embedding: "a photo of a cat"; no image encoder needed)
     ours_text       createClip({encoders: ['text']})
     ours_no_server_snapshot_text  as ours_text, without the server's Python snapshot
+    ours_plain_python_text  as ours_text, with the plain stdlib and wheels
     base_text       the base revision's createClip() (it loads both encoders)
     tjs_text        transformers.js loading its tokenizer and text model only
 
@@ -55,11 +58,13 @@ VARIANTS = {
     "ours": ("new", "ours", "&encoders=image,text"),
     "ours_both": ("new", "ours", ""),
     "ours_no_server_snapshot": ("new", "ours", "&encoders=image,text&snapshot=browser"),
+    "ours_plain_python": ("new", "ours", "&encoders=image,text&python=plain"),
     "ours_boot_after": ("new", "ours", "&encoders=image,text&boot=after"),
     "base": ("base", "ours", ""),
     "tjs": ("new", "tjs", ""),
     "ours_text": ("new", "ours", "&first=text&encoders=text"),
     "ours_no_server_snapshot_text": ("new", "ours", "&first=text&encoders=text&snapshot=browser"),
+    "ours_plain_python_text": ("new", "ours", "&first=text&encoders=text&python=plain"),
     "base_text": ("base", "ours", "&first=text"),
     "tjs_text": ("new", "tjs", "&first=text"),
 }

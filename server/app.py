@@ -29,7 +29,7 @@ from pyapp.constants import BPE_VOCAB_FILENAME
 from . import pins
 from .assets import ENCODING_SUFFIXES, LOCK_NAME, encoded_dir, missing_assets, ort_dir, pyodide_dir, vocab_path
 from .middleware import RequestLogMiddleware, SecurityHeadersMiddleware
-from .precompile import FOLDER as PYC_FOLDER, PYC_LOCK_NAME
+from .precompile import FOLDER as PYC_FOLDER, PYC_LOCK_NAME, STDLIB_NAME as PYC_STDLIB
 from .models import list_models
 from .python_snapshot import current_snapshot, inputs as snapshot_inputs
 from .settings import Settings
@@ -159,7 +159,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def _served_snapshot() -> str | None:
         if not settings.python_snapshot:
             return None
-        return current_snapshot(*snapshot_inputs(settings.assets_dir, settings.web_dir))
+        folder, lock, vocab, prepare = snapshot_inputs(settings.assets_dir, settings.web_dir)
+        path = current_snapshot(folder, lock, vocab, prepare)
+        return (path, lock.name) if path else None
 
     @app.get("/api/runtime")
     def runtime():
@@ -171,8 +173,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "pyodide_lock_url": pyodide + LOCK_NAME,
             "ort_base_url": f"/assets/ort-{pins.ORT_WEB_VERSION}/",
             "vocab_url": f"/assets/vocab/{BPE_VOCAB_FILENAME}",
+            # The precompiled stdlib and wheels (server/precompile.py), null when not built: the
+            # pages then load the plain ones above.
+            "pyodide_precompiled": {"lock_url": pyodide + PYC_LOCK_NAME, "stdlib_url": pyodide + f"{PYC_FOLDER}/{PYC_STDLIB}"}
+            if (pyodide_dir(settings.assets_dir) / PYC_LOCK_NAME).exists() else None,
             # null when it was not built (no Node): pages then boot Pyodide and make their own.
-            "python_snapshot_url": pyodide + snapshot if (snapshot := _served_snapshot()) else None,
+            # It may be restored only by a page that loads the lock it was made with.
+            "python_snapshot": {"url": pyodide + snapshot[0], "lock_url": pyodide + snapshot[1]} if (snapshot := _served_snapshot()) else None,
         }
 
     @app.get("/embed")

@@ -3,14 +3,14 @@
 // snapshot-worker.js), with the same prepare step and check, read from the same module, and
 // writes the heap to a file.
 //
-// node make-python-snapshot.mjs PYODIDE_DIR LOCK_PATH VOCAB_PATH SNAPSHOT_JS OUT_PATH
+// node make-python-snapshot.mjs PYODIDE_DIR LOCK_PATH STDLIB_ZIP VOCAB_PATH SNAPSHOT_JS OUT_PATH
 // Prints one JSON line: { bytes, ms }.
 
 import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-const [pyodideDir, lockPath, vocabPath, snapshotModule, outPath] = process.argv.slice(2);
+const [pyodideDir, lockPath, stdlibPath, vocabPath, snapshotModule, outPath] = process.argv.slice(2);
 const { PREPARE_PY, CHECK_PY, CHECK_IDS, SNAPSHOT_WHEELS, installWheelsPy } = await import(pathToFileURL(snapshotModule).href);
 const { loadPyodide } = await import(pathToFileURL(path.join(pyodideDir, 'pyodide.mjs')).href);
 
@@ -21,6 +21,7 @@ const lock = JSON.parse(fs.readFileSync(lockPath, 'utf8'));
 const pyodide = await loadPyodide({
   indexURL: pyodideDir + path.sep,
   lockFileURL: lockPath,
+  stdLibURL: stdlibPath,
   _makeSnapshot: true,
   env: { PYTHONHASHSEED: '0' },
 });

@@ -39,16 +39,28 @@ _COPIES = {".br": lambda data: brotli.compress(data, quality=5), ".gz": lambda d
 
 
 def inputs(assets_dir: Path, web_dir: Path) -> tuple[Path, Path, Path, Path]:
-    """(Pyodide folder, our lock, the vocab, the JS module with the prepare step) for a server."""
+    """(Pyodide folder, the lock pages load by default, the vocab, the JS module with the prepare
+    step) for a server. The lock is the precompiled one when `clip-web assets` built it; the stdlib
+    zip that goes with a lock is fixed (see stdlib_for), so the lock stands for both."""
     from .assets import LOCK_NAME, pyodide_dir, vocab_path
+    from .precompile import PYC_LOCK_NAME
 
     folder = pyodide_dir(assets_dir)
-    return folder, folder / LOCK_NAME, vocab_path(assets_dir), web_dir / "js" / "runtime" / "python-snapshot.js"
+    lock = folder / PYC_LOCK_NAME if (folder / PYC_LOCK_NAME).exists() else folder / LOCK_NAME
+    return folder, lock, vocab_path(assets_dir), web_dir / "js" / "runtime" / "python-snapshot.js"
+
+
+def stdlib_for(pyodide_dir: Path, lock_path: Path) -> Path:
+    """The stdlib zip a lock is served with. A snapshot holds zipimport's table of that zip's
+    entries, so it must only ever be restored over the same zip."""
+    from .precompile import FOLDER as PYC_FOLDER, PYC_LOCK_NAME, STDLIB_NAME
+
+    return pyodide_dir / PYC_FOLDER / STDLIB_NAME if lock_path.name == PYC_LOCK_NAME else pyodide_dir / STDLIB_NAME
 
 
 def snapshot_name(pyodide_dir: Path, lock_path: Path, vocab_path: Path, prepare_module: Path) -> str:
     digest = hashlib.sha256()
-    for part in (pins.PYODIDE_VERSION, sha256_file(lock_path), sha256_file(vocab_path),
+    for part in (pins.PYODIDE_VERSION, sha256_file(lock_path), sha256_file(stdlib_for(pyodide_dir, lock_path)), sha256_file(vocab_path),
                  sha256_file(prepare_module), sha256_file(SCRIPT), sha256_file(pyodide_dir / "pyodide.asm.wasm")):
         digest.update(part.encode() + b"\0")
     return f"{PREFIX}{digest.hexdigest()[:16]}.bin"
@@ -88,7 +100,8 @@ def ensure_snapshot(pyodide_dir: Path, lock_path: Path, vocab_path: Path, prepar
     start = time.perf_counter()
     try:
         result = subprocess.run(
-            [node, str(SCRIPT), str(pyodide_dir), str(lock_path), str(vocab_path), str(prepare_module), str(partial)],
+            [node, str(SCRIPT), str(pyodide_dir), str(lock_path), str(stdlib_for(pyodide_dir, lock_path)), str(vocab_path),
+             str(prepare_module), str(partial)],
             capture_output=True, text=True, timeout=300,
         )
         if result.returncode != 0:

@@ -48,6 +48,8 @@ async function load() {
     if (params.get('route') === 'page') runtimeOptions.direct = false;
     // snapshot=browser: no server snapshot (a cold visit boots Pyodide; a warm one restores its own).
     if (params.get('snapshot') === 'browser') runtimeOptions.python = { ...runtimeOptions.python, servedSnapshot: false };
+    // python=plain: the plain stdlib and wheels, not the precompiled ones.
+    if (params.get('python') === 'plain') runtimeOptions.python = { ...runtimeOptions.python, precompiled: false };
     clip = await createClip({ model: params.get('model'), backend: 'wasm', threads, encoders, runtimeOptions });
   }
   return { call };

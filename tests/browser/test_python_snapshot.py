@@ -49,7 +49,7 @@ def text_page(page_session, live_server):
     page_session.model_gets_before = {f: model_gets(live_server, f"/tiny/{f}") for f in ("image.onnx", "text.onnx")}
     page = page_session.open(TEXT_PAGE)
     assert python_state(page)["snapshot"]["restored"] is False
-    assert page.evaluate("fetch('/api/runtime').then(r => r.json())")["python_snapshot_url"] is None
+    assert page.evaluate("fetch('/api/runtime').then(r => r.json())")["python_snapshot"] is None
     wait_for_snapshot(page)
     return page_session
 

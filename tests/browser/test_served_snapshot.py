@@ -59,7 +59,7 @@ def test_first_visit_restores_the_servers_snapshot(first_visit, live_server, ser
     assert gets(live_server, served_path) == before["snapshot"] + 1
     # The vocab is parsed inside the snapshot: a first visit never downloads it.
     assert gets(live_server, "/assets/vocab/") == before["vocab"]
-    assert session.page.evaluate("fetch('/api/runtime').then(r => r.json())")["python_snapshot_url"].endswith(served_path)
+    assert session.page.evaluate("fetch('/api/runtime').then(r => r.json())")["python_snapshot"]["url"].endswith(served_path)
 
 
 def test_tokens_and_embeddings_from_the_servers_snapshot_equal_torch(first_visit, torch_clip):

@@ -13,6 +13,7 @@ import pytest
 from helpers import REPO_ROOT, LiveServer
 from server import pins
 from server.assets import LOCK_NAME, pyodide_dir
+from server.precompile import PYC_LOCK_NAME
 from server.python_snapshot import PREFIX, current_snapshot, ensure_snapshot, inputs, snapshot_name
 from test_http import fetch
 
@@ -28,9 +29,13 @@ def runtime(server) -> dict:
 
 
 def test_the_snapshot_is_built_and_offered(live_server, assets_dir):
-    path = current_snapshot(*inputs(assets_dir, REPO_ROOT / "web"))
+    folder, lock, vocab, prepare = inputs(assets_dir, REPO_ROOT / "web")
+    path = current_snapshot(folder, lock, vocab, prepare)
     assert path is not None and path.startswith("snapshots/" + PREFIX)
-    assert runtime(live_server)["python_snapshot_url"] == PYODIDE + path
+    offered = runtime(live_server)
+    assert offered["python_snapshot"] == {"url": PYODIDE + path, "lock_url": PYODIDE + lock.name}
+    # Made over the stdlib that goes with the lock pages load by default: the precompiled one.
+    assert lock.name == PYC_LOCK_NAME and offered["pyodide_precompiled"]["lock_url"] == PYODIDE + PYC_LOCK_NAME
     data = (pyodide_dir(assets_dir) / path).read_bytes()
     assert len(data) > 20_000_000  # the wasm heap: tens of MB
     assert data[:4] == SNAPSHOT_MAGIC
@@ -53,7 +58,7 @@ def test_the_snapshot_is_sent_as_brotli_and_cached_forever(live_server, assets_d
 def test_no_python_snapshot_flag_offers_none(tmp_path, assets_dir, reference_models):
     server = LiveServer(tmp_path, reference_models, extra_args=["--no-python-snapshot"])
     try:
-        assert runtime(server)["python_snapshot_url"] is None
+        assert runtime(server)["python_snapshot"] is None
     finally:
         server.stop()
 
@@ -63,21 +68,28 @@ def test_the_name_follows_every_input(tmp_path, assets_dir):
     copy = tmp_path / "pyodide"
     copy.mkdir()
     shutil.copyfile(folder / "pyodide.asm.wasm", copy / "pyodide.asm.wasm")
-    shutil.copyfile(lock, copy / LOCK_NAME)
+    shutil.copyfile(folder / LOCK_NAME, copy / LOCK_NAME)
+    shutil.copyfile(folder / "python_stdlib.zip", copy / "python_stdlib.zip")  # the plain lock's stdlib
     shutil.copyfile(prepare, tmp_path / "prepare.js")
     name = snapshot_name(copy, copy / LOCK_NAME, vocab, tmp_path / "prepare.js")
-    assert name == snapshot_name(folder, lock, vocab, prepare)  # a function of the bytes, not the paths
-    (copy / LOCK_NAME).write_bytes(lock.read_bytes() + b" ")
+    assert name == snapshot_name(folder, folder / LOCK_NAME, vocab, prepare)  # a function of the bytes, not the paths
+    assert name != snapshot_name(folder, lock, vocab, prepare)  # the precompiled lock and stdlib: another snapshot
+    (copy / "python_stdlib.zip").write_bytes((folder / "python_stdlib.zip").read_bytes() + b" ")
     assert snapshot_name(copy, copy / LOCK_NAME, vocab, tmp_path / "prepare.js") != name
-    shutil.copyfile(lock, copy / LOCK_NAME)
+    shutil.copyfile(folder / "python_stdlib.zip", copy / "python_stdlib.zip")
+    (copy / LOCK_NAME).write_bytes((folder / LOCK_NAME).read_bytes() + b" ")
+    assert snapshot_name(copy, copy / LOCK_NAME, vocab, tmp_path / "prepare.js") != name
+    shutil.copyfile(folder / LOCK_NAME, copy / LOCK_NAME)
     (tmp_path / "prepare.js").write_text(prepare.read_text() + "\n// changed\n")
     assert snapshot_name(copy, copy / LOCK_NAME, vocab, tmp_path / "prepare.js") != name
 
 
 def test_without_node_there_is_no_snapshot_and_a_clear_line(tmp_path, assets_dir, monkeypatch):
-    folder, lock, vocab, prepare = inputs(assets_dir, REPO_ROOT / "web")
+    folder, _, vocab, prepare = inputs(assets_dir, REPO_ROOT / "web")
+    lock = folder / LOCK_NAME
     copy = tmp_path / "pyodide"
     copy.mkdir()
+    shutil.copyfile(folder / "python_stdlib.zip", copy / "python_stdlib.zip")
     shutil.copyfile(folder / "pyodide.asm.wasm", copy / "pyodide.asm.wasm")
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no `node` anywhere on it
     lines = []
@@ -88,9 +100,11 @@ def test_without_node_there_is_no_snapshot_and_a_clear_line(tmp_path, assets_dir
 
 
 def test_a_failed_build_leaves_no_partial_file(tmp_path, assets_dir):
-    folder, lock, vocab, prepare = inputs(assets_dir, REPO_ROOT / "web")
+    folder, _, vocab, prepare = inputs(assets_dir, REPO_ROOT / "web")
+    lock = folder / LOCK_NAME
     copy = tmp_path / "pyodide"
     copy.mkdir()
+    shutil.copyfile(folder / "python_stdlib.zip", copy / "python_stdlib.zip")
     shutil.copyfile(folder / "pyodide.asm.wasm", copy / "pyodide.asm.wasm")  # but no pyodide.mjs: Node fails
     lines = []
     assert ensure_snapshot(copy, lock, vocab, prepare, log=lines.append) is None

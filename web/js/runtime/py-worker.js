@@ -92,10 +92,10 @@ async function importPyodide(url, runtime) {
 // A fresh interpreter: pyapp and its wheels installed during the boot (`packages`; Pyodide checks
 // each wheel's sha256 against our lock), then the vocab parsed. `packagesAtBoot: false` is the
 // old order (loadPackage after the boot), kept so the startup benchmark can measure it.
-async function bootNormally(loadPyodide, { indexURL, lockFileURL, vocab, atBoot, timings }) {
+async function bootNormally(loadPyodide, { indexURL, lockFileURL, stdLibURL, vocab, atBoot, timings }) {
   const t0 = performance.now();
   try {
-    pyodide = await loadPyodide({ indexURL, lockFileURL, packages: atBoot ? ['pyapp'] : [] });
+    pyodide = await loadPyodide({ indexURL, lockFileURL, stdLibURL, packages: atBoot ? ['pyapp'] : [] });
   } catch (err) {
     throw new RpcError(`Pyodide failed to start: ${err.message}`, 'pyodide_boot_failed');
   }
@@ -130,10 +130,10 @@ async function bootNormally(loadPyodide, { indexURL, lockFileURL, vocab, atBoot,
 
 // A warm start: the snapshot's interpreter already holds the parsed tokenizer. Text works at
 // once; numpy and Pillow load in the background for the first image. Throws if anything is off.
-async function restoreSnapshot(loadPyodide, { indexURL, lockFileURL, snapshot, lock, timings }) {
+async function restoreSnapshot(loadPyodide, { indexURL, lockFileURL, stdLibURL, snapshot, lock, timings }) {
   const t0 = performance.now();
   const [restored, wheels] = await Promise.all([
-    loadPyodide({ indexURL, lockFileURL, _loadSnapshot: snapshot }),
+    loadPyodide({ indexURL, lockFileURL, stdLibURL, _loadSnapshot: snapshot }),
     fetchWheels(lock, indexURL), // the snapshot keeps no files: pyapp's modules not imported yet
   ]);
   timings.pyodide_boot_ms = performance.now() - t0;
@@ -170,7 +170,7 @@ async function fetchServedSnapshot(snapshotUrl) {
 // says it is idle (`makeSnapshot`, once its models are loaded), or after `fallbackMs` anyway.
 let snapshotJob = null;
 
-function scheduleSnapshot({ indexURL, lockFileURL, vocabUrl, key, lock, fallbackMs }) {
+function scheduleSnapshot({ indexURL, lockFileURL, stdLibURL, vocabUrl, key, lock, fallbackMs }) {
   if (typeof Worker === 'undefined') {
     state.snapshot.made = { ok: false, error: 'this browser has no workers inside workers' };
     return;
@@ -196,7 +196,7 @@ function scheduleSnapshot({ indexURL, lockFileURL, vocabUrl, key, lock, fallback
       state.snapshot.made = { ok: false, error: e.message || 'the snapshot worker failed to start' };
       worker.terminate();
     };
-    worker.postMessage({ indexUrl: indexURL, lockUrl: lockFileURL, vocabUrl, key, lock });
+    worker.postMessage({ indexUrl: indexURL, lockUrl: lockFileURL, stdLibUrl: stdLibURL, vocabUrl, key, lock });
   }, delayMs);
   snapshotJob(fallbackMs);
 }
@@ -305,21 +305,29 @@ serve({
     const timings = {};
     const t0 = performance.now();
     const indexURL = url(runtime.pyodide_index_url);
-    const lockFileURL = url(runtime.pyodide_lock_url);
+    // Precompiled stdlib and wheels when the server has them (0.58x the boot in one A/B);
+    // { precompiled: false } loads the plain ones (for the benchmark's A/B).
+    const precompiled = options.precompiled !== false ? runtime.pyodide_precompiled : null;
+    const lockFileURL = url(precompiled ? precompiled.lock_url : runtime.pyodide_lock_url);
+    const stdLibURL = precompiled ? url(precompiled.stdlib_url) : undefined;
+    timings.precompiled = !!precompiled;
     const vocabUrl = url(runtime.vocab_url);
     // Snapshots, best first: this browser's own (made after a normal boot, in Cache Storage), the
     // server's (built by `clip-web assets`: what a first visit restores), else a normal boot.
     const useSnapshots = options.snapshot !== false;
     const canStore = useSnapshots && !!self.caches;
-    const servedUrl = useSnapshots && options.servedSnapshot !== false && runtime.python_snapshot_url ? url(runtime.python_snapshot_url) : null;
+    // The server's snapshot holds zipimport's table of the stdlib it was made over: only a page
+    // loading the same lock (and so the same stdlib) may restore it.
+    const served = runtime.python_snapshot;
+    const servedUrl = useSnapshots && options.servedSnapshot !== false && served && url(served.lock_url) === lockFileURL ? url(served.url) : null;
     // The key needs the lock's bytes; both overlap Pyodide's import.
     const keyed = useSnapshots
-      ? snapshotKey({ lockUrl: lockFileURL, vocabUrl, pyodideVersion: runtime.pyodide_version }).then(async (k) => ({ ...k, snapshot: canStore ? await findSnapshot(k.key) : null }))
+      ? snapshotKey({ lockUrl: lockFileURL, stdLibUrl: stdLibURL, vocabUrl, pyodideVersion: runtime.pyodide_version }).then(async (k) => ({ ...k, snapshot: canStore ? await findSnapshot(k.key) : null }))
       : Promise.resolve(null);
     keyed.catch(() => {});
     // The server's is downloaded only when this browser has none of its own (found in a few ms).
-    const served = keyed.then((k) => (k && !k.snapshot && servedUrl ? fetchServedSnapshot(servedUrl) : null));
-    served.catch(() => {});
+    const download = keyed.then((k) => (k && !k.snapshot && servedUrl ? fetchServedSnapshot(servedUrl) : null));
+    download.catch(() => {});
     const loadPyodide = await importPyodide(url, runtime);
     let found = null;
     try {
@@ -331,11 +339,11 @@ serve({
     const attempts = [];
     if (found?.snapshot) attempts.push(['browser', () => found.snapshot]);
     // Pyodide takes the download as a promise: its own script loads meanwhile.
-    if (found && servedUrl) attempts.push(['server', async () => (await served) ?? fetchServedSnapshot(servedUrl)]);
+    if (found && servedUrl) attempts.push(['server', async () => (await download) ?? fetchServedSnapshot(servedUrl)]);
     for (const [source, bytesOf] of attempts) {
       try {
         const snapshot = bytesOf();
-        await restoreSnapshot(loadPyodide, { indexURL, lockFileURL, snapshot, lock: found.lock, timings });
+        await restoreSnapshot(loadPyodide, { indexURL, lockFileURL, stdLibURL, snapshot, lock: found.lock, timings });
         const bytes = await snapshot;
         Object.assign(state.snapshot, { restored: true, source, bytes: bytes.byteLength });
         if (source === 'server' && canStore) scheduleAdoption({ key: found.key, bytes, fallbackMs: options.snapshotFallbackMs ?? 20000 });
@@ -357,8 +365,8 @@ serve({
         return new Uint8Array(await r.arrayBuffer());
       });
       vocab.catch(() => {}); // reported when awaited
-      await bootNormally(loadPyodide, { indexURL, lockFileURL, vocab, atBoot: options.packagesAtBoot !== false, timings });
-      if (found && canStore) scheduleSnapshot({ indexURL, lockFileURL, vocabUrl, key: found.key, lock: found.lock, fallbackMs: options.snapshotFallbackMs ?? 20000 });
+      await bootNormally(loadPyodide, { indexURL, lockFileURL, stdLibURL, vocab, atBoot: options.packagesAtBoot !== false, timings });
+      if (found && canStore) scheduleSnapshot({ indexURL, lockFileURL, stdLibURL, vocabUrl, key: found.key, lock: found.lock, fallbackMs: options.snapshotFallbackMs ?? 20000 });
     }
     timings.ready_ms = performance.now() - t0;
     timings.packages_at_boot = options.packagesAtBoot !== false;

@@ -18,7 +18,7 @@ export const SNAPSHOT_CACHE = 'clip-web-python-v1';
 const FORMAT = 1;
 
 // -> { key, lock }: the cache key, and the parsed lock file (for wheel names and hashes).
-export async function snapshotKey({ lockUrl, vocabUrl, pyodideVersion }) {
+export async function snapshotKey({ lockUrl, stdLibUrl, vocabUrl, pyodideVersion }) {
   const response = await fetch(lockUrl);
   if (!response.ok) throw new Error(`HTTP ${response.status} for ${lockUrl}`);
   const bytes = new Uint8Array(await response.arrayBuffer());
@@ -27,6 +27,8 @@ export async function snapshotKey({ lockUrl, vocabUrl, pyodideVersion }) {
   key.searchParams.set('pyodide', pyodideVersion);
   key.searchParams.set('lock', await sha256Hex(bytes));
   key.searchParams.set('vocab', new URL(vocabUrl).pathname);
+  // A snapshot holds zipimport's table of the stdlib zip it was made over (plain or precompiled).
+  key.searchParams.set('stdlib', stdLibUrl ? new URL(stdLibUrl).pathname : 'python_stdlib.zip');
   return { key: key.href, lock: JSON.parse(new TextDecoder().decode(bytes)) };
 }
 

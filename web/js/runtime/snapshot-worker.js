@@ -5,11 +5,11 @@
 import { fetchWheels, installWheelsPy, storeSnapshot, PREPARE_PY, CHECK_PY, CHECK_IDS } from './python-snapshot.js';
 
 self.onmessage = async (e) => {
-  const { indexUrl, lockUrl, vocabUrl, key, lock } = e.data;
+  const { indexUrl, lockUrl, stdLibUrl, vocabUrl, key, lock } = e.data;
   try {
     const { loadPyodide } = await import(indexUrl + 'pyodide.mjs');
     const [pyodide, wheels, vocab] = await Promise.all([
-      loadPyodide({ indexURL: indexUrl, lockFileURL: lockUrl, _makeSnapshot: true }),
+      loadPyodide({ indexURL: indexUrl, lockFileURL: lockUrl, stdLibURL: stdLibUrl, _makeSnapshot: true }),
       fetchWheels(lock, indexUrl),
       fetch(vocabUrl).then(async (r) => {
         if (!r.ok) throw new Error(`HTTP ${r.status} for ${vocabUrl}`);
