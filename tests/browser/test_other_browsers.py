@@ -70,6 +70,11 @@ def test_boots_isolated_with_threads(other):
     assert info["i"]["versions"]["pyodide"] == "0.27.7"
     engine = "Firefox/" if other.name == "firefox" else "AppleWebKit/"
     assert engine in info["ua"] and "Chrome/" not in info["ua"]
+    # A first visit: Python came from the snapshot the server built under Node, over the
+    # precompiled stdlib; every parity test below runs on that restored interpreter.
+    python = other.evaluate("async () => { const i = await testClip.info(); return [i.python.snapshot, i.timings]; }")
+    assert python[0]["restored"] is True and python[0]["source"] == "server", python
+    assert other.evaluate("async () => testClip.runtime.python.timings.precompiled") is True
 
 
 def test_jpeg_self_check_trusts_this_decoder(other):
