@@ -47,6 +47,7 @@ for _type, _ext in (
     mimetypes.add_type(_type, _ext)
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+GET_HEAD = ["GET", "HEAD"]  # HEAD wherever GET works (StaticFiles already answers both)
 REVALIDATE = "no-cache"  # may be cached, but is checked with its ETag each time
 
 
@@ -151,7 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="clip-web", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=GET_HEAD)
     def healthz():
         missing = missing_assets(settings.assets_dir)
         return {"status": "ok", "assets_ready": not missing, "missing_assets": missing}
@@ -163,7 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         path = current_snapshot(folder, lock, vocab, prepare)
         return (path, lock.name) if path else None
 
-    @app.get("/api/runtime")
+    @app.api_route("/api/runtime", methods=GET_HEAD)
     def runtime():
         pyodide = f"/assets/pyodide-{pins.PYODIDE_VERSION}/"
         return {
@@ -182,12 +183,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "python_snapshot": {"url": pyodide + snapshot[0], "lock_url": pyodide + snapshot[1]} if (snapshot := _served_snapshot()) else None,
         }
 
-    @app.get("/embed")
+    @app.api_route("/embed", methods=GET_HEAD)
     def embed():
         # The widget in an iframe (web/embed.html); the query string carries its settings.
         return FileResponse(settings.web_dir / "embed.html", headers={"Cache-Control": REVALIDATE})
 
-    @app.get("/api/models")
+    @app.api_route("/api/models", methods=GET_HEAD)
     def models():
         try:
             return list_models(settings)

@@ -35,6 +35,14 @@ class SecurityHeadersMiddleware:
                 headers["Cross-Origin-Resource-Policy"] = "cross-origin"
                 headers["Access-Control-Allow-Origin"] = "*"
                 headers["Access-Control-Expose-Headers"] = "Content-Length, Content-Encoding, Content-Range, ETag"
+                # Privacy: a model host (HuggingFace) is not told which page asked for its files.
+                headers["Referrer-Policy"] = "no-referrer"
+                # Framing, stated: /embed is the widget and meant to be framed by any site; every
+                # other page only by this server's own pages.
+                if "content-security-policy" not in headers:
+                    headers["Content-Security-Policy"] = (
+                        "frame-ancestors *" if scope["path"] == "/embed" else "frame-ancestors 'self'"
+                    )
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
