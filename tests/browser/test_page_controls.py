@@ -94,6 +94,11 @@ def test_models_are_cached_in_the_browser(page, models_server):
     assert wait_settled(page) == "ready"
     assert model_gets(models_server, "a-tiny-image.onnx") == first, "the model was downloaded again"
     assert page.evaluate("clip.info().then(i => i.cached)") is True
+    # The page says what the site stores: at least the cached model files.
+    page.wait_for_function("document.querySelector('#storage-line')?.textContent.startsWith('Stored by this site:')")
+    stored = int(page.get_attribute("#clear-cache", "data-stored-bytes"))
+    model_bytes = sum(page.evaluate("clip.manifest")[part]["bytes"] for part in ("image", "text"))
+    assert stored >= model_bytes, (stored, model_bytes)
     page.click("#clear-cache")
     page.wait_for_function("document.querySelector('#message').textContent.includes('cleared')")
     page.reload()

@@ -119,6 +119,31 @@ def test_a_reload_in_the_middle_continues_from_the_stored_bytes(page, server, ho
     assert left == 0
 
 
+def test_without_opfs_indexeddb_keeps_the_bytes_across_a_reload(page, server, host):
+    """The store for browsers without OPFS, forced on the start page (?partial_store=indexeddb)."""
+    size = len(host.files["text.onnx"])
+    hang = 5_000_000
+    host.hang_at["text.onnx"] = hang
+    page.goto(server.url + f"?model={MODEL}&partial_store=indexeddb")
+    wait_hanging(host)
+    page.reload()
+    host.release.set()
+    assert settled(page) == "ready", page.inner_text("#message")
+    requests = host.gets("text.onnx")
+    assert [r["range"] for r in requests] == [None, f"bytes={hang}-"], requests
+    assert sum(r["sent"] for r in requests) == size
+    assert len(host.gets("image.onnx")) == 1
+    stores = page.evaluate("indexedDB.databases().then(ds => ds.map(d => d.name))")
+    assert "clip-web-partial-v1" in stores
+    # Finished and kept in the model cache: no chunk of it is left behind.
+    left = page.evaluate("""() => new Promise((resolve, reject) => {
+        const r = indexedDB.open('clip-web-partial-v1');
+        r.onsuccess = () => { const c = r.result.transaction('chunks').objectStore('chunks').count();
+                              c.onsuccess = () => resolve(c.result); c.onerror = reject; };
+        r.onerror = reject; })""")
+    assert left == 0
+
+
 def test_a_server_without_range_support_still_works_and_says_so(page, server, host):
     size = len(host.files["text.onnx"])
     host.honor_range = False

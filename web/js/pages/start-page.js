@@ -35,6 +35,8 @@ async function main() {
     sequential: params.get('sequential') === '1',
     // ?served_snapshot=0: boot Pyodide (or restore this browser's own snapshot), not the server's.
     python: params.get('served_snapshot') === '0' ? { servedSnapshot: false } : {},
+    // ?partial_store=indexeddb|memory: where unfinished model downloads are kept (default OPFS).
+    download: { store: params.get('partial_store') || undefined },
     onProgress: (p) => renderProgress(document.querySelector('#progress'), p.all),
   });
   window.runtime = runtime;

@@ -268,7 +268,11 @@ export async function downloadModel(url, spec = {}, onProgress = () => {}) {
           gotBytes = true;
           everReceived = true;
           if (sinceFlush > 8 << 20) {
-            partial.flush(); // what a reload finds: at most 8 MB behind
+            try {
+              await partial.flush(); // what a reload finds: at most 8 MB behind
+            } catch (err) {
+              throw await storageFull(url, total, offset, err);
+            }
             sinceFlush = 0;
           }
           const now = performance.now();
@@ -277,7 +281,11 @@ export async function downloadModel(url, spec = {}, onProgress = () => {}) {
             report();
           }
         }
-        partial.flush();
+        try {
+          await partial.flush();
+        } catch (err) {
+          throw await storageFull(url, total, offset, err);
+        }
         if (!total) total = offset; // no length anywhere: the body's end is the file's end
         if (offset < total) throw Object.assign(new Error(`the connection closed after ${offset} of ${total} bytes`), { network: true });
       } catch (err) {
@@ -313,7 +321,7 @@ export async function downloadModel(url, spec = {}, onProgress = () => {}) {
       throw new RpcError(`download of ${url} is incomplete: got ${offset} bytes, expected ${expectedBytes}`, 'download_interrupted');
     }
     onProgress({ file, url, loaded: offset, total: offset, done: true, resumedFrom, rangeIgnored });
-    const buffer = partial.readAll();
+    const buffer = await partial.readAll();
     if (sha256) {
       const actual = await sha256Hex(buffer);
       if (actual !== sha256) {

@@ -7,7 +7,7 @@ import { serve, emit, withTransfer, RpcError } from './rpc.js';
 import { trackFetchProgress } from './progress-fetch.js';
 import { initOrt, createSession, makeTensor, ortState } from './ort-backend.js';
 import { loadModelBytes, clearModelCache, setDownloadsPaused } from './model-fetch.js';
-import { partialBytes } from './partial-store.js';
+import { partialBytes, setPartialStore } from './partial-store.js';
 
 const sessions = new Map(); // key -> { session, spec }
 // key -> { promise, resolve, reject } for a session that is loading, or that a run is waiting
@@ -34,8 +34,9 @@ async function sessionFor(key) {
 trackFetchProgress((p) => emit('progress', { ...p, source: 'onnxruntime' }));
 
 const handlers = {
-  async init({ runtime, base, backend, threads, sessionOptions }) {
+  async init({ runtime, base, backend, threads, sessionOptions, downloadStore }) {
     const t0 = performance.now();
+    setPartialStore(downloadStore);
     const info = await initOrt({ ortBaseUrl: new URL(runtime.ort_base_url, base).href, backend, threads, sessionOptions });
     return { ...info, timings: { ort_import_ms: performance.now() - t0 } };
   },

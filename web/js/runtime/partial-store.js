@@ -4,8 +4,8 @@
 // The origin private file system (OPFS) with a synchronous access handle: only in a dedicated
 // worker (the onnxruntime worker is one), in Chromium, Firefox and Safari/WebKit alike. Each chunk
 // is written where it belongs as it arrives, so the download never holds its chunks in memory
-// as well. Without OPFS (older browsers, storage disabled) the bytes stay in memory: retries
-// within this visit still resume; a reload starts again.
+// as well. Without OPFS, IndexedDB: one record per chunk (a reload resumes there too). Without
+// either (storage disabled) the bytes stay in memory: retries within this visit still resume.
 //
 // One file per model file, named after the cache key (URL + sha256 + size), plus a small JSON
 // sidecar with the server's validator (ETag or Last-Modified) the resumed bytes came from.
@@ -131,6 +131,119 @@ class MemoryPartial {
   }
 }
 
+// IndexedDB: each chunk a record [key, offset, length] -> bytes (the lengths in the key, so
+// resuming reads keys only), and the meta under [key, -1, 0].
+const IDB_NAME = 'clip-web-partial-v1';
+
+function idbRequest(request) {
+  return new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+async function openIdb() {
+  try {
+    if (!self.indexedDB) return null;
+    const request = indexedDB.open(IDB_NAME, 1);
+    request.onupgradeneeded = () => request.result.createObjectStore('chunks');
+    return await idbRequest(request);
+  } catch {
+    return null;
+  }
+}
+
+class IdbPartial {
+  constructor(db, key, chunks, meta) {
+    this.db = db;
+    this.key = key;
+    this.chunks = chunks; // [[offset, length]] of the stored records, in order
+    this.meta = meta;
+    this.kind = 'indexeddb';
+    this.pending = []; // writes not yet known to have landed
+  }
+
+  static async open(db, key) {
+    const store = db.transaction('chunks').objectStore('chunks');
+    const keys = await idbRequest(store.getAllKeys(IDBKeyRange.bound([key, 0], [key, Infinity])));
+    const meta = (await idbRequest(store.get([key, -1, 0]))) ?? {};
+    const chunks = [];
+    let end = 0;
+    for (const [, offset, length] of keys) {
+      if (offset !== end) break; // only the contiguous run from byte 0 counts
+      chunks.push([offset, length]);
+      end += length;
+    }
+    return new IdbPartial(db, key, chunks, meta);
+  }
+
+  get size() {
+    const last = this.chunks[this.chunks.length - 1];
+    return last ? last[0] + last[1] : 0;
+  }
+
+  write(chunk, at) {
+    if (at !== this.size) throw new Error('IndexedDB downloads only append');
+    const copy = chunk.slice(); // the stream may reuse its buffer
+    this.chunks.push([at, copy.byteLength]);
+    const tx = this.db.transaction('chunks', 'readwrite');
+    tx.objectStore('chunks').put(copy, [this.key, at, copy.byteLength]);
+    const done = new Promise((resolve, reject) => {
+      tx.oncomplete = resolve;
+      tx.onerror = tx.onabort = () => reject(tx.error ?? new Error('IndexedDB write failed'));
+    });
+    done.catch(() => {});
+    this.pending.push(done);
+  }
+
+  truncate(size) {
+    if (size !== 0) throw new Error('IndexedDB downloads only restart');
+    this.chunks = [];
+    const tx = this.db.transaction('chunks', 'readwrite');
+    tx.objectStore('chunks').delete(IDBKeyRange.bound([this.key, 0], [this.key, Infinity]));
+  }
+
+  // Writes are asynchronous here: a failed one (quota) surfaces at the next flush.
+  async flush() {
+    const pending = this.pending;
+    this.pending = [];
+    await Promise.all(pending);
+  }
+
+  async setMeta(meta) {
+    this.meta = meta;
+    const tx = this.db.transaction('chunks', 'readwrite');
+    tx.objectStore('chunks').put(meta, [this.key, -1, 0]);
+  }
+
+  async readAll() {
+    await this.flush();
+    const buffer = new Uint8Array(this.size);
+    // One chunk at a time (a transaction each: awaiting between requests may end one), so the
+    // download's bytes are never held twice.
+    for (const [offset, length] of this.chunks) {
+      const store = this.db.transaction('chunks').objectStore('chunks');
+      buffer.set(await idbRequest(store.get([this.key, offset, length])), offset);
+    }
+    return buffer;
+  }
+
+  close() {}
+
+  async remove() {
+    const tx = this.db.transaction('chunks', 'readwrite');
+    tx.objectStore('chunks').delete(IDBKeyRange.bound([this.key, -1], [this.key, Infinity]));
+    await new Promise((resolve) => (tx.oncomplete = tx.onerror = resolve));
+  }
+}
+
+// Which store new downloads use: 'opfs' (then IndexedDB, then memory), or forced to
+// 'indexeddb' / 'memory' (tests and the curious: `runtimeOptions.download.store`).
+let preferred = 'opfs';
+export function setPartialStore(kind) {
+  preferred = kind || 'opfs';
+}
+
 // Only one download of a file at a time may hold its OPFS handle (a second open would fail).
 const open = new Map(); // key -> Promise<partial>
 
@@ -139,8 +252,11 @@ export function openPartial(key) {
   let partial = open.get(key);
   if (!partial) {
     partial = (async () => {
-      const folder = await opfsFolder();
-      if (!folder) return new MemoryPartial();
+      const folder = preferred === 'opfs' ? await opfsFolder() : null;
+      if (!folder) {
+        const db = preferred !== 'memory' ? await openIdb() : null;
+        return db ? IdbPartial.open(db, key) : new MemoryPartial();
+      }
       const name = await nameFor(key);
       try {
         const file = await folder.getFileHandle(name, { create: true });

@@ -60,7 +60,9 @@ export class Runtime extends EventTarget {
   // the startup benchmark can measure what the overlap gains.
   // `python` options go to the Python worker's init (benchmarks use them to switch techniques off).
   // `session`: onnxruntime-web session options merged over ours (for the engine-settings A/B).
-  static async launch({ base = BASE_URL, backend = 'wasm', threads = 0, onProgress = null, sequential = false, direct = true, python = {}, session = {} } = {}) {
+  // `download.store`: where unfinished downloads are kept ('opfs', the default, else 'indexeddb'
+  // or 'memory'; partial-store.js).
+  static async launch({ base = BASE_URL, backend = 'wasm', threads = 0, onProgress = null, sequential = false, direct = true, python = {}, session = {}, download = {} } = {}) {
     const t0 = performance.now();
     const runtimeConfig = await fetchJson('api/runtime', base);
     const runtime = new Runtime({ base, runtimeConfig, backend, threads, direct });
@@ -72,7 +74,7 @@ export class Runtime extends EventTarget {
       return info;
     });
     runtime.ortReady = (sequential ? runtime.pyReady : Promise.resolve())
-      .then(() => runtime.ort.call('init', { runtime: runtimeConfig, base, backend, threads, sessionOptions: session }))
+      .then(() => runtime.ort.call('init', { runtime: runtimeConfig, base, backend, threads, sessionOptions: session, downloadStore: download.store }))
       .then((info) => {
         runtime.onnx = info;
         runtime.timings.ort_ready_ms = performance.now() - t0;

@@ -63,6 +63,28 @@ function showPause(files) {
   }
 }
 
+// "Stored: 612 MB (models and the Python snapshot), kept when space runs short": what this site
+// holds, as the clear button's title and the muted line under the model picker.
+async function showStorage() {
+  const clear = document.querySelector('#clear-cache');
+  if (!clear || !navigator.storage?.estimate) return;
+  try {
+    const [{ usage }, persisted] = await Promise.all([navigator.storage.estimate(), navigator.storage.persisted?.() ?? false]);
+    const text = `Stored by this site: ${(usage / 1e6).toFixed(usage < 1e7 ? 1 : 0)} MB (models and the Python snapshot)` +
+      (persisted ? ', kept when disk space runs short' : '');
+    clear.title = text;
+    clear.dataset.storedBytes = String(usage);
+    let line = document.querySelector('#storage-line');
+    if (!line) {
+      line = Object.assign(document.createElement('p'), { id: 'storage-line', className: 'muted' });
+      clear.after(line);
+    }
+    line.textContent = text;
+  } catch {
+    // no estimate: nothing to show
+  }
+}
+
 export function readSettings() {
   const q = new URLSearchParams(location.search);
   return {
@@ -245,8 +267,10 @@ export async function setupPage({ onLoad, onUnload = () => {}, encoders = null }
   document.querySelector('#clear-cache')?.addEventListener('click', async () => {
     await caches.delete(MODEL_CACHE);
     showMessage('Cached models cleared; they will be downloaded again next time.');
+    showStorage();
   });
   await load();
+  showStorage();
   return { reload: load };
 }
 
