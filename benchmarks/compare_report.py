@@ -73,14 +73,16 @@ def phases(contender: str, smp: dict) -> list[tuple[str, str, float, float, int]
         py_end = call + rt["pyodide_ready_ms"]
         py_start = py_end - py["ready_ms"]
         boot_end = py_start + py["pyodide_boot_ms"]
-        pk_end = boot_end + py["packages_ms"]
+        # A snapshot restore has no packages step before ready (numpy and Pillow load afterwards,
+        # for the first image); a normal boot installs them during it.
+        pk_end = boot_end + py.get("packages_ms", 0)
         # createClip loads the model after Runtime.start (both workers ready); Runtime.start({model})
         # loads it inside the onnxruntime worker's start, so ort_ready includes it.
         model_end = call + rt["ort_ready_ms"] if contender == "ours_overlapped" else m["ready"]
         model_start = model_end - rt["model_load_ms"]
         ort_end = model_start if contender == "ours_overlapped" else call + rt["ort_ready_ms"]
         out += [("page + script", "load", 0, m["script"], 0),
-                ("Pyodide boot", "python", py_start, boot_end, 0),
+                ("Pyodide boot or snapshot restore", "python", py_start, boot_end, 0),
                 ("numpy, Pillow, pyapp wheels", "python", boot_end, pk_end, 0),
                 ("import pyapp + vocab", "python", pk_end, py_end, 0),
                 ("onnxruntime-web import", "load", call, ort_end, 1)]
