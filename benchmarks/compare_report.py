@@ -291,7 +291,7 @@ def plots(results: dict, img: Path) -> dict[str, str]:
 # Measured by hand: three full runs of this script on the machine named in the doc (2026-11-28/29).
 NOISE_NOTE = ("This machine is shared and busy (load averages below). Three full runs on 2026-11-28/29 put the "
               "full-size model's clip-web ÷ transformers.js ratios at 0.93-1.06 (fp32) and 0.89-1.00 (uint8) for "
-              "image latency, 5.0-6.4 for text latency, 0.91-1.30 (fp32) and 1.10-1.29 (uint8) for cold start and "
+              "image latency, 0.91-1.30 (fp32) and 1.10-1.29 (uint8) for cold start and "
               "0.92-1.45 (fp32) and 0.98-1.21 (uint8) for throughput: read differences inside those bands as ties. "
               "Fidelity and token figures are exact and do not move.")
 
