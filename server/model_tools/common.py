@@ -13,6 +13,7 @@ import copy
 import errno
 import importlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -42,6 +43,19 @@ def need(*modules: str, feature: str = "this command"):
                 "Install the optional model tools: pip install 'clip-web[models]'"
             ) from exc
     return loaded[0] if len(loaded) == 1 else loaded
+
+
+@contextlib.contextmanager
+def quiet_root_logger():
+    """onnxruntime's quantizer and transformer optimizer log chatter through the root logger
+    (every fusion, "consider pre-processing" on every call): silenced below ERROR meanwhile."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def write_bytes(path: Path, data: bytes) -> None:

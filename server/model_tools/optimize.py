@@ -36,16 +36,14 @@ How a graph is made (each step, and why):
 from __future__ import annotations
 
 import collections
-import contextlib
 import copy
-import logging
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .common import (PARTS, ToolError, check_io, load_onnx, local_file, need, read_manifest, require_fp32,
-                     save_onnx, staged_folder, variant_manifest, write_manifest)
+from .common import (PARTS, ToolError, check_io, load_onnx, local_file, need, quiet_root_logger, read_manifest,
+                     require_fp32, save_onnx, staged_folder, variant_manifest, write_manifest)
 
 COS_MIN = 0.99999
 ALLOWED_DOMAINS = ("", "ai.onnx", "com.microsoft")
@@ -55,18 +53,6 @@ NATIVE_ONLY_OPS = {"NhwcConv", "GroupNorm", "SkipGroupNorm", "BiasSplitGelu", "B
                    "ReorderOutput"}
 CAUSAL_MASKED = -1e4  # onnxruntime's Attention masks with mask_filter_value = -10000 when unidirectional
 VARIANT = "fp32-opt"
-
-
-@contextlib.contextmanager
-def _quiet():
-    # The transformers optimizer logs every fusion (module loggers that defer to the root's level).
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
 
 
 def op_counts(model) -> dict[str, int]:
@@ -211,7 +197,7 @@ def fuse(model, heads: int, hidden: int, causal: bool):
     from onnx import helper
     from onnxruntime.transformers.optimizer import optimize_by_fusion
 
-    with _quiet():
+    with quiet_root_logger():
         fused = optimize_by_fusion(model, model_type="clip", num_heads=heads, hidden_size=hidden,
                                    optimization_options=fusion_options()).model
     if causal:

@@ -11,34 +11,20 @@ position embeddings) as uint8 in both cases.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 from pathlib import Path
 
-from .common import (PARTS, check_io, load_onnx, local_file, need, read_manifest, require_fp32, staged_folder,
-                     variant_manifest, write_manifest)
+from .common import (PARTS, check_io, load_onnx, local_file, need, quiet_root_logger, read_manifest, require_fp32,
+                     staged_folder, variant_manifest, write_manifest)
 
 OP_TYPES = ["MatMul", "Gather"]
 WEIGHT_TYPES = ("uint8", "int8")
-
-
-@contextlib.contextmanager
-def _quiet():
-    # quantize_dynamic logs "consider pre-processing" on the root logger for every call.
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
 
 
 def quantize_file(src: Path, dst: Path, weight_type: str = "uint8") -> None:
     q = need("onnxruntime.quantization", feature="clip-web models quantize")
     qtype = {"uint8": q.QuantType.QUInt8, "int8": q.QuantType.QInt8}[weight_type]
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    with _quiet():
+    with quiet_root_logger():
         q.quantize_dynamic(str(src), str(dst), op_types_to_quantize=OP_TYPES, weight_type=qtype)
 
 
