@@ -31,7 +31,7 @@ from .assets import ENCODING_SUFFIXES, LOCK_NAME, encoded_dir, missing_assets, o
 from .middleware import RequestLogMiddleware, SecurityHeadersMiddleware
 from .precompile import FOLDER as PYC_FOLDER, PYC_LOCK_NAME, STDLIB_NAME as PYC_STDLIB
 from .models import list_models
-from .python_snapshot import current_snapshot, inputs as snapshot_inputs
+from .python_snapshot import FOLDER as SNAPSHOT_FOLDER, PREFIX as SNAPSHOT_PREFIX, current_snapshot, inputs as snapshot_inputs
 from .settings import Settings
 
 # Python 3.11's table lacks or misnames these; browsers refuse module scripts and streaming wasm
@@ -157,12 +157,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         missing = missing_assets(settings.assets_dir)
         return {"status": "ok", "assets_ready": not missing, "missing_assets": missing}
 
-    def _served_snapshot() -> str | None:
+    # The snapshot's name is a digest of ~15 MB of inputs: worked out once, not on every page load,
+    # and again only when its file or lock is gone (`clip-web assets` rebuilt them meanwhile).
+    served = {}
+
+    def _served_snapshot() -> tuple[str, str] | None:
         if not settings.python_snapshot:
             return None
+        folder = pyodide_dir(settings.assets_dir)
+        if "answer" in served:
+            known = served["answer"]
+            if known and (folder / known[0]).exists() and (folder / known[1]).exists():
+                return known
+            if known is None and not any((folder / SNAPSHOT_FOLDER).glob(SNAPSHOT_PREFIX + "*.bin")):
+                return None  # still none built
         folder, lock, vocab, prepare = snapshot_inputs(settings.assets_dir, settings.web_dir)
         path = current_snapshot(folder, lock, vocab, prepare)
-        return (path, lock.name) if path else None
+        served["answer"] = (path, lock.name) if path else None
+        return served["answer"]
 
     @app.api_route("/api/runtime", methods=GET_HEAD)
     def runtime():

@@ -75,11 +75,6 @@ def current_snapshot(pyodide_dir: Path, lock_path: Path, vocab_path: Path, prepa
     return f"{FOLDER}/{name}" if (pyodide_dir / FOLDER / name).exists() else None
 
 
-def _encoded_folder(pyodide_dir: Path) -> Path:
-    # Same place as the runtime's other precompressed copies (server.assets.encoded_dir).
-    return pyodide_dir.parent / "encoded" / pyodide_dir.name / FOLDER
-
-
 def ensure_snapshot(pyodide_dir: Path, lock_path: Path, vocab_path: Path, prepare_module: Path,
                     log: Callable[[str], None] = print) -> Path | None:
     """Build the snapshot for the current inputs unless it exists. Returns its path, or None
@@ -87,7 +82,9 @@ def ensure_snapshot(pyodide_dir: Path, lock_path: Path, vocab_path: Path, prepar
     name = snapshot_name(pyodide_dir, lock_path, vocab_path, prepare_module)
     folder = pyodide_dir / FOLDER
     target = folder / name
-    copies = _encoded_folder(pyodide_dir)
+    from .assets import encoded_dir
+
+    copies = encoded_dir(pyodide_dir) / FOLDER  # beside the runtime's other precompressed copies
     if target.exists() and all((copies / (name + s)).exists() for s in _COPIES):
         return target
     node = shutil.which("node")
