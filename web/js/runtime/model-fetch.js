@@ -94,6 +94,7 @@ export function setDownloadsPaused(pause) {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const megabytes = (n) => `${Math.ceil(n / 1e6)} MB`;
 
 // Is there room for `needed` more bytes? Browsers report what this origin may still use; a model
 // that cannot fit fails before a byte is fetched, with the sizes in the message.
@@ -107,10 +108,9 @@ async function checkQuota(url, needed) {
   if (!estimate?.quota) return;
   const free = estimate.quota - (estimate.usage || 0);
   if (needed > free) {
-    const mb = (n) => `${Math.ceil(n / 1e6)} MB`;
     throw new RpcError(
-      `not enough browser storage for ${url.split('/').pop()}: it needs ${mb(needed)} more, and this site may use only ` +
-        `${mb(Math.max(0, free))} more (${mb(estimate.usage || 0)} used of ${mb(estimate.quota)}). ` +
+      `not enough browser storage for ${url.split('/').pop()}: it needs ${megabytes(needed)} more, and this site may use only ` +
+        `${megabytes(Math.max(0, free))} more (${megabytes(estimate.usage || 0)} used of ${megabytes(estimate.quota)}). ` +
         'Free disk space, clear this site\'s stored models, or choose a smaller model.',
       'quota_exceeded',
       { needed, free },
@@ -121,17 +121,16 @@ async function checkQuota(url, needed) {
 // The browser refused to store more (QuotaExceededError, or a short write): say how much the file
 // needs, and what the browser reports this site may use.
 async function storageFull(url, total, stored, err) {
-  const mb = (n) => `${Math.ceil(n / 1e6)} MB`;
   let room = '';
   try {
     const e = await navigator.storage?.estimate?.();
-    if (e?.quota) room = ` (the browser reports ${mb(e.usage || 0)} used of ${mb(e.quota)})`;
+    if (e?.quota) room = ` (the browser reports ${megabytes(e.usage || 0)} used of ${megabytes(e.quota)})`;
   } catch {
     // no estimate
   }
   return new RpcError(
-    `not enough browser storage for ${url.split('/').pop()}: it needs ${mb(total)}, and the browser refused to store more ` +
-      `after ${mb(stored)}${room}: ${err.message}. Free disk space, clear this site's stored models, or choose a smaller model.`,
+    `not enough browser storage for ${url.split('/').pop()}: it needs ${megabytes(total)}, and the browser refused to store more ` +
+      `after ${megabytes(stored)}${room}: ${err.message}. Free disk space, clear this site's stored models, or choose a smaller model.`,
     'quota_exceeded',
     { needed: total, stored },
   );
@@ -156,7 +155,14 @@ export async function downloadModel(url, spec = {}, onProgress = () => {}) {
     }
     const resumedFrom = offset;
     let total = expectedBytes || partial.meta.total || 0;
-    if (total) await checkQuota(url, total - offset);
+    // Asked once per size still to come: again only when an answer changed the total or offset.
+    let quotaAskedFor = null;
+    const ensureRoom = async () => {
+      if (!total || quotaAskedFor === total - offset) return;
+      quotaAskedFor = total - offset;
+      await checkQuota(url, total - offset);
+    };
+    await ensureRoom();
     let failures = 0;
     let rangeIgnored = false;
     let restartedFor416 = false;
@@ -243,7 +249,7 @@ export async function downloadModel(url, spec = {}, onProgress = () => {}) {
           );
         }
         if (!partial.meta.total || partial.meta.validator !== validator) {
-          if (total) await checkQuota(url, total - offset);
+          await ensureRoom();
           await partial.setMeta({ url, total, validator });
         }
         const reader = response.body.getReader();
