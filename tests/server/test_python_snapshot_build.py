@@ -21,6 +21,7 @@ PYODIDE = f"/assets/pyodide-{pins.PYODIDE_VERSION}/"
 # Pyodide 0.27.7's snapshot header (src/js/snapshot.ts): this magic, then its BUILD_ID as 32-bit
 # little-endian words (pyodide.mjs), then the JSON list of JS objects Python holds.
 SNAPSHOT_MAGIC = b"\x00snp"
+CLIP_WEB_MAGIC = b"CWS2"
 BUILD_ID = "e94377f5ce7dcf67e0417b69a0016733c2cfb6b4622ee8c490a6f17eb58e863b"
 
 
@@ -38,11 +39,31 @@ def test_the_snapshot_is_built_and_offered(live_server, assets_dir):
     assert lock.name == PYC_LOCK_NAME and offered["pyodide_precompiled"]["lock_url"] == PYODIDE + PYC_LOCK_NAME
     data = (pyodide_dir(assets_dir) / path).read_bytes()
     assert len(data) > 20_000_000  # the wasm heap: tens of MB
-    assert data[:4] == SNAPSHOT_MAGIC
+    # Our header (web/js/runtime/python-snapshot.js packSnapshot): magic, the JSON's length, the
+    # records of the compiled libraries the snapshot has loaded, zeros to 16 bytes.
+    assert data[:4] == CLIP_WEB_MAGIC
+    length = int.from_bytes(data[4:8], "little")
+    meta = json.loads(data[8:8 + length])
+    head = -(-(8 + length) // 16) * 16
+    assert set(data[8 + length:head]) <= {0}
+    assert meta["sitePackages"] == "/lib/python3.12/site-packages"
+    names = [lib["name"].removeprefix(meta["sitePackages"] + "/") for lib in meta["libraries"]]
+    # numpy's core and linalg (numpy imports it) and Pillow's core: what preprocessing needs.
+    assert {"numpy/_core/_multiarray_umath.cpython-312-wasm32-emscripten.so",
+            "numpy/linalg/_umath_linalg.cpython-312-wasm32-emscripten.so",
+            "PIL/_imaging.cpython-312-wasm32-emscripten.so"} <= set(names), names
+    # In load order, each right after the one before in the function table, the first right after
+    # the boot's slots.
+    libraries = meta["libraries"]
+    assert libraries[0]["tableBase"] == meta["tableStart"]
+    assert all(a["tableBase"] + a["tableSize"] <= b["tableBase"] for a, b in zip(libraries, libraries[1:]))
+    assert meta["tableLength"] >= libraries[-1]["tableBase"] + libraries[-1]["tableSize"]
+    pyodide_part = data[head:]
+    assert pyodide_part[:4] == SNAPSHOT_MAGIC
     build_id = b"".join(bytes.fromhex(BUILD_ID[i:i + 8])[::-1] for i in range(0, 64, 8))
-    assert data[16:48] == build_id  # made by the very Pyodide build the browser runs
+    assert pyodide_part[16:48] == build_id  # made by the very Pyodide build the browser runs
     # No JS object is referenced from the heap (every one would have to be found again on restore).
-    assert b'{"hiwireKeys":[null,null],"immortalKeys":[]}' in data[48:160]
+    assert b'{"hiwireKeys":[null,null],"immortalKeys":[]}' in pyodide_part[48:160]
 
 
 def test_the_snapshot_is_sent_as_brotli_and_cached_forever(live_server, assets_dir):

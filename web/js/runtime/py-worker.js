@@ -6,7 +6,8 @@
 import { serve, emit, withTransfer, RpcError, spawnWorker, WorkerClient } from './rpc.js';
 import { trackFetchProgress } from './progress-fetch.js';
 import { stackTensors } from './tensors.js';
-import { snapshotKey, findSnapshot, storeSnapshot, deleteSnapshot, fetchWheels, installWheelsPy, CHECK_PY, CHECK_IDS } from './python-snapshot.js';
+import { snapshotKey, findSnapshot, storeSnapshot, deleteSnapshot, fetchWheels, unpackSnapshot, replayLibraries, withoutTrampolineSlot, CHECK_PY, CHECK_IDS } from './python-snapshot.js';
+import { wheelFiles } from './wheel-files.js';
 
 let pyodide = null;
 let bridge = null;
@@ -128,35 +129,65 @@ async function bootNormally(loadPyodide, { indexURL, lockFileURL, stdLibURL, voc
   state.imagesReady = true;
 }
 
-// A warm start: the snapshot's interpreter already holds the parsed tokenizer. Text works at
-// once; numpy and Pillow load in the background for the first image. Throws if anything is off.
+// A warm start: the snapshot's interpreter already holds the parsed tokenizer and has numpy and
+// Pillow imported. Their compiled libraries are instantiated again (from the wheels, unzipped
+// here while the snapshot is read) at the places the snapshot's heap expects, then the wheels'
+// other files are written into the file system. Throws if anything is off.
 async function restoreSnapshot(loadPyodide, { indexURL, lockFileURL, stdLibURL, snapshot, lock, timings }) {
   const t0 = performance.now();
-  const [restored, wheels] = await Promise.all([
-    loadPyodide({ indexURL, lockFileURL, stdLibURL, _loadSnapshot: snapshot }),
-    fetchWheels(lock, indexURL), // the snapshot keeps no files: pyapp's modules not imported yet
-  ]);
+  const files = fetchWheels(lock, indexURL).then(async (wheels) => (await Promise.all(wheels.map(([, bytes]) => wheelFiles(bytes)))).flat());
+  files.catch(() => {});
+  const [{ meta, pyodide: pyodideBytes }, wheelEntries] = await Promise.all([Promise.resolve(snapshot).then(unpackSnapshot), files, loadPyodideScript(indexURL)]);
+  const byPath = new Map(wheelEntries.map(([name, bytes]) => [`${meta.sitePackages}/${name}`, bytes]));
+  timings.snapshot_read_ms = performance.now() - t0;
+  const createModule = globalThis._createPyodideModule;
+  let replayMs = 0;
+  globalThis._createPyodideModule = async (config) => {
+    const Module = await createModule(config);
+    const t = performance.now();
+    replayLibraries(Module, meta, (path) => byPath.get(path));
+    replayMs = performance.now() - t;
+    return Module;
+  };
+  let restored;
+  try {
+    restored = await withoutTrampolineSlot(() => loadPyodide({ indexURL, lockFileURL, stdLibURL, _loadSnapshot: pyodideBytes }));
+  } finally {
+    globalThis._createPyodideModule = createModule;
+  }
+  timings.libraries_replay_ms = replayMs;
   timings.pyodide_boot_ms = performance.now() - t0;
   const t1 = performance.now();
   if (restored.runPython(CHECK_PY) !== CHECK_IDS) throw new Error('its tokenizer is not the expected one');
-  for (const [path, bytes] of wheels) restored.FS.writeFile(path, bytes);
-  restored.runPython(installWheelsPy());
-  restored.runPython('import sys\nif "random" in sys.modules: sys.modules["random"].seed()'); // pyodide#4652
+  const loaded = new Set(meta.libraries.map((lib) => lib.name)); // already in memory
+  for (const [path, bytes] of byPath) {
+    if (loaded.has(path) || BUILD_ONLY.test(path)) continue;
+    restored.FS.mkdirTree(path.slice(0, path.lastIndexOf('/')));
+    restored.FS.writeFile(path, bytes);
+  }
+  restored.runPython('import importlib, sys\nimportlib.invalidate_caches()\nif "random" in sys.modules: sys.modules["random"].seed()'); // pyodide#4652
   bridge = restored.pyimport('pyapp.js_bridge');
   pyodide = restored;
   timings.import_ms = performance.now() - t1;
-  const failures = [];
-  imagesReady = pyodide
-    .loadPackage(['numpy', 'pillow'], { messageCallback: () => {}, errorCallback: (msg) => failures.push(msg), checkIntegrity: true })
-    .then(() => {
-      pyodide.runPython('import numpy, PIL.Image, pyapp.preprocess');
-      state.imagesReadyMs = performance.now() - t0; // after init returned: reported by status()
-      state.imagesReady = true;
-    })
-    .catch((err) => {
-      throw new RpcError(`numpy/Pillow failed to load: ${pythonError(err).message}. ${failures.join(' ')}`, 'package_failed');
-    });
-  imagesReady.catch(() => {});
+  state.imagesReadyMs = performance.now() - t0;
+  state.imagesReady = true;
+  imagesReady = Promise.resolve();
+}
+
+// Type stubs and C headers in the wheels: nothing imports them at run time.
+const BUILD_ONLY = /\.(pyi|h|c|pxd|pyx)$/;
+
+// pyodide.asm.js loaded as Pyodide would (it skips loading it when already there), so that a
+// restore can wrap the module factory it defines.
+async function loadPyodideScript(indexURL) {
+  if (typeof globalThis._createPyodideModule === 'function') return;
+  const url = indexURL + 'pyodide.asm.js';
+  try {
+    globalThis.importScripts(url);
+  } catch (err) {
+    if (!(err instanceof TypeError)) throw err;
+    await import(url); // module workers have no importScripts
+  }
 }
 
 // The server's snapshot (see server/python_snapshot.py), fetched beside Pyodide's import.
@@ -365,7 +396,13 @@ serve({
         return new Uint8Array(await r.arrayBuffer());
       });
       vocab.catch(() => {}); // reported when awaited
-      await bootNormally(loadPyodide, { indexURL, lockFileURL, stdLibURL, vocab, atBoot: options.packagesAtBoot !== false, timings });
+      try {
+        await bootNormally(loadPyodide, { indexURL, lockFileURL, stdLibURL, vocab, atBoot: options.packagesAtBoot !== false, timings });
+      } catch (err) {
+        // Both ways failed (a corrupt wheel fails both): say why the snapshot was refused too.
+        if (state.snapshot.error && err instanceof RpcError) err.message += ` (before that, ${state.snapshot.error})`;
+        throw err;
+      }
       if (found && canStore) scheduleSnapshot({ indexURL, lockFileURL, stdLibURL, vocabUrl, key: found.key, lock: found.lock, fallbackMs: options.snapshotFallbackMs ?? 20000 });
     }
     timings.ready_ms = performance.now() - t0;

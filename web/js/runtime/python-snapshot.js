@@ -1,21 +1,26 @@
-// Warm starts from a Pyodide memory snapshot: the interpreter with pyapp's tokenizer imported and
-// OpenAI's vocab parsed, taken before any compiled extension (numpy, Pillow) is loaded, because
-// Pyodide 0.27 cannot restore those (pyodide#4720, #5195). Restoring it takes a fraction of a
-// boot; numpy and Pillow are then loaded as usual, for images only.
+// Warm starts from a Pyodide memory snapshot: the interpreter with pyapp imported, OpenAI's vocab
+// parsed, and numpy and Pillow imported too. Pyodide 0.27 cannot restore a snapshot taken after
+// compiled extensions were loaded (pyodide#4720, #5195): their code lives outside the wasm heap.
+// So, as Cloudflare's workerd does, we record where each library's memory and table slots were
+// (`loadedLibraries`), and before Pyodide copies the heap back we instantiate each library again
+// at those very places (`replayLibraries`); the heap copy then restores their state. A snapshot
+// is our header (those records) followed by Pyodide's own bytes (`packSnapshot`).
 //
 // A snapshot lives in Cache Storage under a key made of everything that could make it stale: the
 // Pyodide version, our lock file's bytes (every wheel's sha256, pyapp's included), the vocab URL
 // (versioned by its sha256 on the server) and this file's FORMAT. Pyodide itself refuses a
 // snapshot of another build (its header holds the build id). It is made in a throwaway worker
-// (snapshot-worker.js), never in the interpreter that serves the page (pyodide#5729).
+// (snapshot-worker.js) or by the server under Node, never in the interpreter that serves the
+// page (pyodide#5729).
 //
-// These are Pyodide's private APIs (`_makeSnapshot`, `_loadSnapshot`, `makeMemorySnapshot`),
-// pinned with Pyodide 0.27.7 in server/pins.py and tested in tests/browser/test_python_snapshot.py.
+// These are Pyodide's and emscripten's private APIs (`_makeSnapshot`, `_loadSnapshot`,
+// `makeMemorySnapshot`, `loadDynamicLibrary`, `LDSO`), pinned with Pyodide 0.27.7 in
+// server/pins.py and tested in tests/browser/test_python_snapshot.py.
 
 import { sha256Hex } from './model-fetch.js';
 
 export const SNAPSHOT_CACHE = 'clip-web-python-v1';
-const FORMAT = 1;
+const FORMAT = 2; // 2: numpy and Pillow imported, libraries replayed
 
 // -> { key, lock }: the cache key, and the parsed lock file (for wheel names and hashes).
 export async function snapshotKey({ lockUrl, stdLibUrl, vocabUrl, pyodideVersion }) {
@@ -69,11 +74,14 @@ export async function deleteSnapshot(key) {
   return cache ? cache.delete(key) : false;
 }
 
-// What the snapshot maker imports before the snapshot (the wheels already installed).
+// What the snapshot maker imports before the snapshot (the wheels already installed). Pillow's
+// preinit() imports the plugins Image.open tries first (JPEG, PNG, BMP, GIF, PPM).
 export const PREPARE_PY = `
 import array, html, json, gzip, re, unicodedata, ftfy, pyapp, pyapp.errors, pyapp.tokenizer as T
 T.set_default_tokenizer(T.Tokenizer.from_path("/tmp/bpe_vocab.txt.gz"))
 T.encode("warm the caches: a photo of a café")
+import numpy, PIL.Image, pyapp.preprocess
+PIL.Image.preinit()
 `;
 
 // Tokens of a fixed text, to check a restored tokenizer against (OpenAI's ids for it).
@@ -81,14 +89,14 @@ export const CHECK_TEXT = 'a photo of a cat';
 export const CHECK_IDS = '[320, 1125, 539, 320, 2368]';
 export const CHECK_PY = `
 import sys, pyapp.tokenizer as T
-assert "numpy" not in sys.modules and T._default is not None
+assert "numpy" in sys.modules and "PIL.Image" in sys.modules and T._default is not None
 str(T.encode(${JSON.stringify(CHECK_TEXT)}))
 `;
 
-// The pure-Python wheels a snapshot holds (and a restored interpreter needs on its file system,
-// which a snapshot does not keep), fetched and checked against the lock's sha256 by hand:
-// loadPackage would leave JS objects behind that a snapshot cannot hold.
-export const SNAPSHOT_WHEELS = ['wcwidth', 'ftfy', 'pyapp'];
+// The wheels a snapshot holds (and a restored interpreter needs on its file system, which a
+// snapshot does not keep), fetched and checked against the lock's sha256 by hand: loadPackage
+// would leave JS objects behind that a snapshot cannot hold.
+export const SNAPSHOT_WHEELS = ['wcwidth', 'ftfy', 'pyapp', 'numpy', 'pillow'];
 
 // -> [[path, bytes], ...] to write into Pyodide's file system.
 export async function fetchWheels(lock, indexUrl, names = SNAPSHOT_WHEELS) {
@@ -113,3 +121,124 @@ for _name in ${JSON.stringify(names)}:
 importlib.invalidate_caches()
 del _name, _z
 `;
+
+// emscripten's `struct dso` (system/lib/libc/dynlink.c, as Pyodide 0.27.7 builds it): the fields
+// loadWebAssemblyModule reads. A handle whose mem_allocated is set gets its memory and table
+// slots from the record instead of allocating new ones: that is how a library lands where the
+// snapshot's heap expects it.
+const DSO = { memAllocated: 8, memAddr: 12, memSize: 16, tableAddr: 20, tableSize: 24 };
+
+// In the interpreter about to be snapshotted: every library dlopen loaded, in load order, with
+// where its memory and table slots are. Each library takes its table slots at the end of the
+// table when it loads, so table order is load order (a library without slots could not be
+// ordered: refused).
+export function loadedLibraries(Module) {
+  const u32 = new Uint32Array(Module.HEAP8.buffer);
+  const libraries = Object.entries(Module.LDSO.loadedLibsByHandle)
+    .filter(([handle]) => Number(handle) !== 0)
+    .map(([h, dso]) => {
+      const handle = Number(h);
+      return {
+        handle,
+        name: dso.name,
+        global: !!dso.global,
+        memoryBase: u32[(handle + DSO.memAddr) >> 2],
+        memorySize: u32[(handle + DSO.memSize) >> 2],
+        tableBase: u32[(handle + DSO.tableAddr) >> 2],
+        tableSize: u32[(handle + DSO.tableSize) >> 2],
+      };
+    });
+  for (const lib of libraries) if (!lib.tableSize) throw new Error(`${lib.name} has no table slots: its load order is unknown`);
+  libraries.sort((a, b) => a.tableBase - b.tableBase);
+  return { libraries, tableLength: Module.wasmTable.length };
+}
+
+// In a fresh Pyodide module, before the snapshot's heap is copied in: load each library again,
+// in the same order, into the same memory and table slots. What their initialisers write now is
+// overwritten by the heap copy. `bytesOf(path)` -> the library's bytes (from its wheel).
+export function replayLibraries(Module, { libraries, tableLength, tableStart }, bytesOf) {
+  if (Module.wasmTable.length !== tableStart) throw new Error(`a fresh module's table has ${Module.wasmTable.length} slots, the snapshot's had ${tableStart}`);
+  for (const lib of libraries) {
+    const data = bytesOf(lib.name);
+    if (!data) throw new Error(`${lib.name} is in none of the wheels`);
+    const handle = Module._calloc(64, 1);
+    const u32 = new Uint32Array(Module.HEAP8.buffer);
+    Module.HEAP8[handle + DSO.memAllocated] = 1;
+    u32[(handle + DSO.memAddr) >> 2] = lib.memoryBase;
+    u32[(handle + DSO.memSize) >> 2] = lib.memorySize;
+    u32[(handle + DSO.tableAddr) >> 2] = lib.tableBase;
+    u32[(handle + DSO.tableSize) >> 2] = lib.tableSize;
+    const fs = { findObject: () => true, readFile: () => data };
+    Module.loadDynamicLibrary(lib.name, { global: lib.global, nodelete: true, loadAsync: false, fs }, lib.global ? null : {}, handle);
+    // dlsym finds a library by the handle the snapshot's C side holds.
+    Module.LDSO.loadedLibsByHandle[lib.handle] = Module.LDSO.loadedLibsByHandle[handle];
+    delete Module.LDSO.loadedLibsByHandle[handle];
+  }
+  if (Module.wasmTable.length !== tableLength) throw new Error(`the libraries took ${Module.wasmTable.length} table slots, the snapshot's ${tableLength}`);
+}
+
+// Our header, then Pyodide's snapshot: magic, the JSON's length, the JSON, zeros to 16 bytes
+// (Pyodide reads its part as 32-bit words).
+const MAGIC = 0x32535743; // "CWS2"
+
+export function packSnapshot(pyodideBytes, meta) {
+  const json = new TextEncoder().encode(JSON.stringify(meta));
+  const head = Math.ceil((8 + json.length) / 16) * 16;
+  const out = new Uint8Array(head + pyodideBytes.byteLength);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, MAGIC, true);
+  view.setUint32(4, json.length, true);
+  out.set(json, 8);
+  out.set(pyodideBytes, head);
+  return out;
+}
+
+// -> { meta, pyodide }: our records and Pyodide's part (a view, not a copy).
+export function unpackSnapshot(bytes) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (bytes.byteLength < 16 || view.getUint32(0, true) !== MAGIC) throw new Error('not a clip-web Python snapshot of this format');
+  const length = view.getUint32(4, true);
+  const head = Math.ceil((8 + length) / 16) * 16;
+  if (head > bytes.byteLength) throw new Error('the snapshot is cut short');
+  const meta = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + length)));
+  return { meta, pyodide: bytes.subarray(head) };
+}
+
+// Make a snapshot of an interpreter booted with `_makeSnapshot` whose SNAPSHOT_WHEELS were
+// installed by installWheelsPy and PREPARE_PY run: Pyodide's bytes with our records in front.
+export function makeSnapshot(pyodide, tableStart) {
+  const Module = pyodide._module;
+  // sysconfig says "//lib/python3.12/site-packages"; the libraries' names are normalised.
+  const sitePackages = pyodide.runPython('import sysconfig; sysconfig.get_paths()["purelib"]').replace(/^\/+/, '/');
+  const meta = { ...loadedLibraries(Module), tableStart, sitePackages };
+  // Nothing may have taken table slots between the boot and the first library: a fresh module
+  // (the restore's) has exactly tableStart.
+  const first = meta.libraries.find((lib) => lib.tableSize);
+  if (first && first.tableBase !== tableStart) throw new Error(`the first library's table slots start at ${first.tableBase}, not at the boot's ${tableStart}`);
+  return packSnapshot(pyodide.makeMemorySnapshot(), meta);
+}
+
+// CPython's Emscripten trampoline takes one table slot while the module starts where the engine
+// has wasm GC (Chromium, Firefox), and none where it has not (Node 20, which makes the server's
+// snapshot). A snapshot's libraries sit right after the boot's slots, so whoever makes or restores
+// one must take the same number: none. Pyodide 0.27.7 skips that slot on iOS (it tests
+// navigator.platform), so we say "iPhone" while a module starts; CPython then calls through its
+// JS trampoline, as every restored snapshot did before. If this stops working, replayLibraries'
+// table check refuses the snapshot and the page boots normally.
+export async function withoutTrampolineSlot(start) {
+  const nav = globalThis.navigator;
+  let patched = false;
+  if (nav) {
+    try {
+      Object.defineProperty(nav, 'platform', { value: 'iPhone', configurable: true });
+      patched = true;
+    } catch {
+      // a navigator that cannot be patched: the table check decides
+    }
+  }
+  try {
+    return await start();
+  } finally {
+    if (patched) delete nav.platform;
+  }
+}
