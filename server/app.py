@@ -27,6 +27,7 @@ from starlette.staticfiles import NotModifiedResponse, StaticFiles
 from pyapp.constants import BPE_VOCAB_FILENAME
 
 from . import pins
+from .csp import policy_for
 from .assets import ENCODING_SUFFIXES, LOCK_NAME, encoded_dir, missing_assets, ort_dir, pyodide_dir, vocab_path
 from .middleware import RequestLogMiddleware, SecurityHeadersMiddleware
 from .precompile import FOLDER as PYC_FOLDER, PYC_LOCK_NAME, STDLIB_NAME as PYC_STDLIB
@@ -226,7 +227,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.mount("/models", CachedStaticFiles(directory=settings.models_dir))
     app.mount("/", CachedStaticFiles(directory=settings.web_dir, html=True))
 
-    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, page_policy=policy_for(settings))
     if settings.request_log is not None:
         app.add_middleware(RequestLogMiddleware, path=settings.request_log)
     return app

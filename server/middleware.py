@@ -9,6 +9,8 @@ from pathlib import Path
 
 from starlette.datastructures import MutableHeaders
 
+from .csp import frame_ancestors, is_our_page
+
 
 class SecurityHeadersMiddleware:
     """Headers every response gets.
@@ -19,8 +21,10 @@ class SecurityHeadersMiddleware:
     credentials, so `*` is the honest CORS answer.
     """
 
-    def __init__(self, app):
+    def __init__(self, app, page_policy=None):
         self.app = app
+        # path -> the Content-Security-Policy of an HTML page there (server/csp.py).
+        self.page_policy = page_policy
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -37,12 +41,16 @@ class SecurityHeadersMiddleware:
                 headers["Access-Control-Expose-Headers"] = "Content-Length, Content-Encoding, Content-Range, ETag"
                 # Privacy: a model host (HuggingFace) is not told which page asked for its files.
                 headers["Referrer-Policy"] = "no-referrer"
-                # Framing, stated: /embed is the widget and meant to be framed by any site; every
-                # other page only by this server's own pages.
+                # HTML pages get the full policy (what they may load and run, server/csp.py).
+                # Everything else only states framing: /embed is the widget and meant to be framed
+                # by any site; every other URL only by this server's own pages.
                 if "content-security-policy" not in headers:
-                    headers["Content-Security-Policy"] = (
-                        "frame-ancestors *" if scope["path"] == "/embed" else "frame-ancestors 'self'"
-                    )
+                    path = scope["path"]
+                    if (self.page_policy is not None and is_our_page(path)
+                            and headers.get("content-type", "").startswith("text/html")):
+                        headers["Content-Security-Policy"] = self.page_policy(path)
+                    else:
+                        headers["Content-Security-Policy"] = frame_ancestors(path)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -25,6 +25,36 @@ def load_playwright_config():
 PW = load_playwright_config()
 
 
+def _wait_for_function_without_eval():
+    """Our pages' Content-Security-Policy (server/csp.py) has no 'unsafe-eval'. Playwright's
+    wait_for_function evaluates a plain expression string with eval() on every poll after the first,
+    in the page, so the page refuses it (and reports a violation); a function it evaluates once
+    and then calls. So every expression becomes a function here that evaluates it, and calls it
+    with `arg` if it is itself a function: the same semantics, no eval while polling. Patched once
+    for the sync and async APIs, pages and frames (tests and benchmarks import this module)."""
+    try:
+        from playwright._impl.frame import Frame  # playwright >= 1.5x; older: _impl._frame
+    except ImportError:
+        try:
+            from playwright._impl._frame import Frame
+        except ImportError:  # playwright is a test dependency, not the app's
+            return
+    if getattr(Frame.wait_for_function, "_clip_web_no_eval", False):
+        return
+    original = Frame.wait_for_function
+
+    async def wait_for_function(self, expression, *args, **kwargs):
+        if isinstance(expression, str):
+            expression = f"(arg) => {{ const v = (\n{expression}\n); return typeof v === 'function' ? v(arg) : v; }}"
+        return await original(self, expression, *args, **kwargs)
+
+    wait_for_function._clip_web_no_eval = True
+    Frame.wait_for_function = wait_for_function
+
+
+_wait_for_function_without_eval()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

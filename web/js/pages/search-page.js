@@ -122,7 +122,10 @@ function wireInputs() {
   });
   $('#forget').addEventListener('click', () => forget().catch(showError));
 
-  $('#query-form').addEventListener('submit', () => queryFromUi().catch(showError));
+  $('#query-form').addEventListener('submit', (e) => {
+    e.preventDefault(); // the query stays on the page
+    queryFromUi().catch(showError);
+  });
   $('#prompt').addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey) {
       e.preventDefault();
@@ -144,7 +147,10 @@ function wireInputs() {
     if (splitPrompts(texts).length) queryFromUi().catch(showError);
     else render();
   });
-  $('#labels-form').addEventListener('submit', () => labelsFromUi().catch(showError));
+  $('#labels-form').addEventListener('submit', (e) => {
+    e.preventDefault(); // the query stays on the page
+    labelsFromUi().catch(showError);
+  });
   $('#clear-labels').addEventListener('click', () => {
     $('#labels').value = '';
     view.labels = null;

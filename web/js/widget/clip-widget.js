@@ -63,6 +63,22 @@ li .bar { position: absolute; inset: 0 auto 0 0; background: var(--clip-widget-a
 li span.label { position: relative; display: block; padding: 0.15rem 0.45rem; font-size: 0.85rem; }
 `;
 
+// The CSS as a constructed stylesheet, one for every widget on the page: a Content-Security-Policy's
+// style-src (ours, or a host site's that allows no inline styles) governs <style> elements, not
+// constructed sheets. A browser without them gets a <style> element.
+let sheet = null;
+function styleFor(root) {
+  if ('adoptedStyleSheets' in root && typeof CSSStyleSheet === 'function' && 'replaceSync' in CSSStyleSheet.prototype) {
+    if (!sheet) {
+      sheet = new CSSStyleSheet();
+      sheet.replaceSync(STYLE);
+    }
+    root.adoptedStyleSheets = [sheet];
+    return [];
+  }
+  return [el('style', { text: STYLE })];
+}
+
 function escapeText(node, text) {
   node.textContent = text;
   return node;
@@ -229,7 +245,7 @@ export class ClipWidget extends HTMLElement {
     }
     box.append(el('div', { class: 'output', part: 'output' }), el('p', { class: 'status', part: 'status', role: 'status' }));
     const previousStatus = root.querySelector('.status');
-    root.replaceChildren(el('style', { text: STYLE }), box);
+    root.replaceChildren(...styleFor(root), box);
     if (previousStatus) this.setStatus(previousStatus.textContent, previousStatus.classList.contains('error'));
     if (!MODES.includes(mode)) this.setStatus(`unknown mode "${mode}": use image, text or match`, true);
   }
