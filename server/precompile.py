@@ -11,6 +11,13 @@ Pyodide folder:
                                        compiled wheels' sha256 (loadPyodide({lockFileURL}))
     pyc/.verified.json                 the stamp: inputs' and outputs' hashes, the recipe's hash
 
+Every archive is written uncompressed (ZIP_STORED) and sent brotli- or gzip-encoded from copies
+beside the runtime's others (encoded/pyodide-<v>/pyc/): brotli over the whole archive compresses
+across files, so the wire carries less than per-file deflate (numpy 3.6 -> 2.6 MB, the stdlib
+4.0 -> 2.9 MB), and the browser gets entries it reads in place instead of inflating each file:
+zipimport reads the stdlib without zlib, and a restored snapshot writes a wheel's files without
+a DecompressionStream per file (web/js/runtime/wheel-files.js).
+
 The .pyc are made by Pyodide 0.27.7 itself, run by Node from the very files we serve
 (server/precompile.mjs), so their bytecode is the browser's CPython 3.12.7's and the machine
 needs no Python 3.12. Each build is then verified by booting Pyodide as a page would, with the
@@ -24,16 +31,20 @@ the .mjs or the Python half) recompiles everything. Bytes are a function of the 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Callable
 
+import brotli
+
 from . import pins
-from .assets import LOCK_NAME, STAMP_NAME, AssetError
+from .assets import LOCK_NAME, STAMP_NAME, AssetError, encoded_dir
 from .hashing import sha256_file
 
 FOLDER = "pyc"
@@ -160,6 +171,7 @@ def ensure_precompiled(pyodide_dir: Path, vocab_path: Path, log: Callable[[str],
     stamp = _read_stamp(stamp_path)
     current = current_outputs(folder, inputs, recipe, stamp)
     if len(current) == len(wanted) and lock_path.exists() and lock_path.read_bytes() == pyc_lock(plain_lock, current):
+        encode_outputs(pyodide_dir, list(current), log)
         return lock_path
 
     start = time.perf_counter()
@@ -207,7 +219,37 @@ def ensure_precompiled(pyodide_dir: Path, vocab_path: Path, log: Callable[[str],
         "verified_modules": report["kinds"],
     }, indent=1, sort_keys=True).encode())
     log(f"verified precompiled Python ({report['kinds']}) in {time.perf_counter() - start:.1f}s: {lock_path.name}")
+    encode_outputs(pyodide_dir, list(current), log)
     return lock_path
+
+
+# Brotli at quality 9, not the runtime's 11: 1.2 s instead of 23 s for numpy's wheel, for 14% more
+# bytes; these archives are rebuilt whenever pyapp's sources change.
+_COPIES = {".br": lambda data: brotli.compress(data, quality=9), ".gz": lambda data: gzip.compress(data, 6, mtime=0)}
+
+
+def encode_outputs(pyodide_dir: Path, names: list[str], log: Callable[[str], None] = print) -> None:
+    """The compressed copies of each archive, remade when missing or older than it. A copy carries
+    its source's mtime: the server sends a copy only while the two match (server.app)."""
+    folder = pyodide_dir / FOLDER
+    copies = encoded_dir(pyodide_dir) / FOLDER
+    copies.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        source = folder / name
+        st = source.stat()
+        data = None
+        for suffix, compress in _COPIES.items():
+            copy = copies / (name + suffix)
+            if copy.exists() and copy.stat().st_mtime_ns == st.st_mtime_ns:
+                continue
+            data = source.read_bytes() if data is None else data
+            _write_atomic(copy, compress(data))
+            os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+            log(f"compressed {FOLDER}/{name} ({suffix[1:]}): {len(data)} -> {copy.stat().st_size} bytes")
+    wanted = {name + suffix for name in names for suffix in _COPIES}
+    for old in copies.iterdir():
+        if old.name not in wanted:
+            old.unlink()
 
 
 def measure(pyodide_dir: Path, vocab_path: Path, rounds: int = 5) -> dict:

@@ -9,8 +9,9 @@ importable ``.py`` replaced by a sourceless ``.pyc`` beside it (``json/__init__.
 ``json/__init__.pyc``): zipimport and the path finder both load such a file directly, and it is
 what ``pyodide py-compile`` ships. Everything else (.so files, data, metadata) is copied
 unchanged. The .pyc are hash-based and unchecked (PEP 552): no mtime inside, and nothing to
-check against a source that is no longer there. Zip entries get a fixed date and the same
-compression, so the output's bytes are a function of the input's bytes only.
+check against a source that is no longer there. Zip entries get a fixed date and no compression
+(the server sends the archive brotli-encoded), so the output's bytes are a function of the
+input's bytes only.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def repack(src: str, dst: str, install_prefix: str, wheel: bool) -> dict:
                     name, data = name + "c", compiled
             info = zipfile.ZipInfo(name, FIXED_DATE)
             info.external_attr = old.external_attr
-            info.compress_type = zipfile.ZIP_STORED if old.is_dir() else zipfile.ZIP_DEFLATED
+            info.compress_type = zipfile.ZIP_STORED  # sent brotli-encoded (server/precompile.py)
             entries.append((info, data))
     if wheel:
         records = [i for i, (info, _) in enumerate(entries) if info.filename.endswith(".dist-info/RECORD")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import gzip
 import hashlib
 import io
 import json
@@ -12,6 +13,7 @@ import shutil
 import time
 import zipfile
 
+import brotli
 import pytest
 
 from helpers import REPO_ROOT
@@ -220,21 +222,33 @@ def test_changed_pyapp_recompiles_its_wheel_only(served, plain_lock, assets_dir,
         assert "pyapp/errors.pyc" in z.namelist() and "pyapp/errors.py" not in z.namelist()
 
 
-def test_served_at_the_urls_the_compiled_lock_names(live_server):
+def test_served_at_the_urls_the_compiled_lock_names(live_server, served):
     """What a page fetches: the lock, then each file_name resolved against the index URL (as
     Pyodide's `new URL(file_name, indexURL)` does), checked like loadPackage's SRI. All are
-    revalidated: their names stay when the recipe changes, and a stale cached wheel would fail."""
+    revalidated: their names stay when the recipe changes, and a stale cached wheel would fail.
+    The archives are stored zips sent brotli- or gzip-encoded; each encoding decodes to the very
+    bytes the lock's sha256 names, and a client that accepts neither gets those bytes as they are."""
     from test_http import PYODIDE, fetch
 
     status, headers, body = fetch(live_server, PYODIDE + PYC_LOCK_NAME)
     assert status == 200 and headers["cache-control"] == "no-cache"
     lock = json.loads(body)
+    decoders = {"br": brotli.decompress, "gzip": gzip.decompress, None: lambda data: data}
     for entry in lock["packages"].values():
-        status, headers, body = fetch(live_server, PYODIDE + entry["file_name"], {"Accept-Encoding": "br, gzip"})
-        assert status == 200 and headers["cache-control"] == "no-cache" and "content-encoding" not in headers
-        assert hashlib.sha256(body).hexdigest() == entry["sha256"]
-    status, headers, body = fetch(live_server, PYODIDE + f"{FOLDER}/{STDLIB_NAME}")
-    assert status == 200 and headers["cache-control"] == "no-cache" and body[:4] == b"PK\x03\x04"
+        for coding, decode in decoders.items():
+            status, headers, body = fetch(live_server, PYODIDE + entry["file_name"], {"Accept-Encoding": coding or "identity"})
+            assert status == 200 and headers["cache-control"] == "no-cache" and headers.get("content-encoding") == coding
+            assert headers["vary"] == "Accept-Encoding"
+            data = decode(body)
+            assert hashlib.sha256(data).hexdigest() == entry["sha256"], (entry["file_name"], coding)
+            if coding == "br" and entry["file_name"].endswith("numpy-2.0.2-cp312-cp312-pyodide_2024_0_wasm32.whl"):
+                assert len(body) < len(data) / 4  # stored entries: brotli compresses across files
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}, entry["file_name"]
+    status, headers, body = fetch(live_server, PYODIDE + f"{FOLDER}/{STDLIB_NAME}", {"Accept-Encoding": "br"})
+    assert status == 200 and headers["cache-control"] == "no-cache" and headers["content-encoding"] == "br"
+    stdlib = brotli.decompress(body)
+    assert stdlib[:4] == b"PK\x03\x04" and stdlib == (served / FOLDER / STDLIB_NAME).read_bytes()
     # The plain files keep their policy: versioned names, cached forever.
     assert fetch(live_server, PYODIDE + STDLIB_NAME, method="HEAD")[1]["cache-control"].endswith("immutable")
 
