@@ -38,6 +38,6 @@ if (ids !== CHECK_IDS) {
   console.error(`the tokenizer gives ${ids}, not OpenAI's ${CHECK_IDS}`);
   process.exit(1);
 }
-const bytes = makeSnapshot(pyodide, tableStart);
+const bytes = await makeSnapshot(pyodide, tableStart);
 fs.writeFileSync(outPath, bytes);
 console.log(JSON.stringify({ bytes: bytes.byteLength, ms: Math.round(performance.now() - t0) }));

@@ -4,8 +4,10 @@ inputs, served compressed and cached forever, offered by /api/runtime, switched 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import zipfile
 
 import brotli
 import pytest
@@ -60,6 +62,16 @@ def test_the_snapshot_is_built_and_offered(live_server, assets_dir):
     assert meta["tableLength"] >= libraries[-1]["tableBase"] + libraries[-1]["tableSize"]
     pyodide_part = data[head:]
     assert pyodide_part[:4] == SNAPSHOT_MAGIC
+    # Each library's file is in the snapshot's heap, where its record says, with its digest: a
+    # restore instantiates it from there, before any wheel is fetched.
+    heap = pyodide_part[int.from_bytes(pyodide_part[4:8], "little"):]
+    wheel_files = {}
+    for wheel in folder.glob("pyc/*.whl"):
+        with zipfile.ZipFile(wheel) as z:
+            wheel_files.update({meta["sitePackages"] + "/" + n: z.read(n) for n in z.namelist() if n.endswith(".so")})
+    for lib in libraries:
+        held = heap[lib["fileData"]:lib["fileData"] + lib["fileSize"]]
+        assert held == wheel_files[lib["name"]] and hashlib.sha256(held).hexdigest() == lib["sha256"], lib["name"]
     build_id = b"".join(bytes.fromhex(BUILD_ID[i:i + 8])[::-1] for i in range(0, 64, 8))
     assert pyodide_part[16:48] == build_id  # made by the very Pyodide build the browser runs
     # No JS object is referenced from the heap (every one would have to be found again on restore).

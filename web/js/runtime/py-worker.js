@@ -6,7 +6,7 @@
 import { serve, emit, withTransfer, RpcError, spawnWorker, WorkerClient } from './rpc.js';
 import { trackFetchProgress } from './progress-fetch.js';
 import { stackTensors } from './tensors.js';
-import { snapshotKey, findSnapshot, storeSnapshot, deleteSnapshot, fetchWheels, unpackSnapshot, replayLibraries, withoutTrampolineSlot, CHECK_PY, CHECK_IDS } from './python-snapshot.js';
+import { snapshotKey, findSnapshot, storeSnapshot, deleteSnapshot, fetchWheels, unpackSnapshot, replayLibraries, libraryBytes, withoutTrampolineSlot, SNAPSHOT_WHEELS, IMAGE_WHEELS, CHECK_PY, CHECK_IDS } from './python-snapshot.js';
 import { wheelFiles } from './wheel-files.js';
 
 let pyodide = null;
@@ -130,22 +130,28 @@ async function bootNormally(loadPyodide, { indexURL, lockFileURL, stdLibURL, voc
 }
 
 // A warm start: the snapshot's interpreter already holds the parsed tokenizer and has numpy and
-// Pillow imported. Their compiled libraries are instantiated again (from the wheels, unzipped
-// here while the snapshot is read) at the places the snapshot's heap expects, then the wheels'
-// other files are written into the file system. Throws if anything is off.
+// Pillow imported. Their compiled libraries are instantiated again (from the bytes the snapshot's
+// heap holds) at the places its heap expects; the pure-Python wheels' files are written before
+// ready; numpy's and Pillow's other files (for later imports) right after, which the first image
+// waits for and text does not. Throws if anything is off.
 async function restoreSnapshot(loadPyodide, { indexURL, lockFileURL, stdLibURL, snapshot, lock, timings }) {
   const t0 = performance.now();
-  const files = fetchWheels(lock, indexURL).then(async (wheels) => (await Promise.all(wheels.map(([, bytes]) => wheelFiles(bytes)))).flat());
-  files.catch(() => {});
-  const [{ meta, pyodide: pyodideBytes }, wheelEntries] = await Promise.all([Promise.resolve(snapshot).then(unpackSnapshot), files, loadPyodideScript(indexURL)]);
-  const byPath = new Map(wheelEntries.map(([name, bytes]) => [`${meta.sitePackages}/${name}`, bytes]));
+  const listed = (names) => {
+    const files = fetchWheels(lock, indexURL, names).then(async (wheels) => (await Promise.all(wheels.map(([, bytes]) => wheelFiles(bytes)))).flat());
+    files.catch(() => {});
+    return files;
+  };
+  const pureFiles = listed(SNAPSHOT_WHEELS.filter((name) => !IMAGE_WHEELS.includes(name)));
+  const imageFiles = listed(IMAGE_WHEELS);
+  const [{ meta, pyodide: pyodideBytes }, pure] = await Promise.all([Promise.resolve(snapshot).then(unpackSnapshot), pureFiles, loadPyodideScript(indexURL)]);
+  const libraries = await libraryBytes(meta, pyodideBytes);
   timings.snapshot_read_ms = performance.now() - t0;
   const createModule = globalThis._createPyodideModule;
   let replayMs = 0;
   globalThis._createPyodideModule = async (config) => {
     const Module = await createModule(config);
     const t = performance.now();
-    replayLibraries(Module, meta, (path) => byPath.get(path));
+    replayLibraries(Module, meta, (path) => libraries.get(path));
     replayMs = performance.now() - t;
     return Module;
   };
@@ -159,19 +165,30 @@ async function restoreSnapshot(loadPyodide, { indexURL, lockFileURL, stdLibURL, 
   timings.pyodide_boot_ms = performance.now() - t0;
   const t1 = performance.now();
   if (restored.runPython(CHECK_PY) !== CHECK_IDS) throw new Error('its tokenizer is not the expected one');
-  const loaded = new Set(meta.libraries.map((lib) => lib.name)); // already in memory
-  for (const [path, bytes] of byPath) {
-    if (loaded.has(path) || BUILD_ONLY.test(path)) continue;
-    restored.FS.mkdirTree(path.slice(0, path.lastIndexOf('/')));
-    restored.FS.writeFile(path, bytes);
-  }
-  restored.runPython('import importlib, sys\nimportlib.invalidate_caches()\nif "random" in sys.modules: sys.modules["random"].seed()'); // pyodide#4652
+  const write = (entries) => {
+    for (const [name, bytes] of entries) {
+      const path = `${meta.sitePackages}/${name}`;
+      if (libraries.has(path) || BUILD_ONLY.test(path)) continue; // in memory already; never imported
+      restored.FS.mkdirTree(path.slice(0, path.lastIndexOf('/')));
+      restored.FS.writeFile(path, bytes);
+    }
+    restored.runPython('import importlib\nimportlib.invalidate_caches()');
+  };
+  write(pure);
+  restored.runPython('import sys\nif "random" in sys.modules: sys.modules["random"].seed()'); // pyodide#4652
   bridge = restored.pyimport('pyapp.js_bridge');
   pyodide = restored;
   timings.import_ms = performance.now() - t1;
-  state.imagesReadyMs = performance.now() - t0;
-  state.imagesReady = true;
-  imagesReady = Promise.resolve();
+  imagesReady = imageFiles
+    .then((entries) => {
+      write(entries);
+      state.imagesReadyMs = performance.now() - t0; // after init returned: reported by status()
+      state.imagesReady = true;
+    })
+    .catch((err) => {
+      throw new RpcError(`numpy/Pillow failed to load: ${String(err?.message ?? err)}`, 'package_failed');
+    });
+  imagesReady.catch(() => {});
 }
 
 // Type stubs and C headers in the wheels: nothing imports them at run time.

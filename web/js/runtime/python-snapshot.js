@@ -97,6 +97,9 @@ str(T.encode(${JSON.stringify(CHECK_TEXT)}))
 // snapshot does not keep), fetched and checked against the lock's sha256 by hand: loadPackage
 // would leave JS objects behind that a snapshot cannot hold.
 export const SNAPSHOT_WHEELS = ['wcwidth', 'ftfy', 'pyapp', 'numpy', 'pillow'];
+// Of those, the ones whose libraries the snapshot holds: their other files are only needed by
+// later imports (numpy.random, Pillow's other plugins), so a restore writes them after it is ready.
+export const IMAGE_WHEELS = ['numpy', 'pillow'];
 
 // -> [[path, bytes], ...] to write into Pyodide's file system.
 export async function fetchWheels(lock, indexUrl, names = SNAPSHOT_WHEELS) {
@@ -126,7 +129,7 @@ del _name, _z
 // loadWebAssemblyModule reads. A handle whose mem_allocated is set gets its memory and table
 // slots from the record instead of allocating new ones: that is how a library lands where the
 // snapshot's heap expects it.
-const DSO = { memAllocated: 8, memAddr: 12, memSize: 16, tableAddr: 20, tableSize: 24 };
+const DSO = { memAllocated: 8, memAddr: 12, memSize: 16, tableAddr: 20, tableSize: 24, fileData: 28, fileDataSize: 32 };
 
 // In the interpreter about to be snapshotted: every library dlopen loaded, in load order, with
 // where its memory and table slots are. Each library takes its table slots at the end of the
@@ -146,6 +149,9 @@ export function loadedLibraries(Module) {
         memorySize: u32[(handle + DSO.memSize) >> 2],
         tableBase: u32[(handle + DSO.tableAddr) >> 2],
         tableSize: u32[(handle + DSO.tableSize) >> 2],
+        // dlopen read the file into the heap and keeps it there: the snapshot holds the bytes.
+        fileData: u32[(handle + DSO.fileData) >> 2],
+        fileSize: u32[(handle + DSO.fileDataSize) >> 2],
       };
     });
   for (const lib of libraries) if (!lib.tableSize) throw new Error(`${lib.name} has no table slots: its load order is unknown`);
@@ -206,7 +212,7 @@ export function unpackSnapshot(bytes) {
 
 // Make a snapshot of an interpreter booted with `_makeSnapshot` whose SNAPSHOT_WHEELS were
 // installed by installWheelsPy and PREPARE_PY run: Pyodide's bytes with our records in front.
-export function makeSnapshot(pyodide, tableStart) {
+export async function makeSnapshot(pyodide, tableStart) {
   const Module = pyodide._module;
   // sysconfig says "//lib/python3.12/site-packages"; the libraries' names are normalised.
   const sitePackages = pyodide.runPython('import sysconfig; sysconfig.get_paths()["purelib"]').replace(/^\/+/, '/');
@@ -215,7 +221,33 @@ export function makeSnapshot(pyodide, tableStart) {
   // (the restore's) has exactly tableStart.
   const first = meta.libraries.find((lib) => lib.tableSize);
   if (first && first.tableBase !== tableStart) throw new Error(`the first library's table slots start at ${first.tableBase}, not at the boot's ${tableStart}`);
+  // A restore takes each library's bytes from the snapshot's heap (no wheel needed before it
+  // starts): they must be the file's, and their digest goes with the records.
+  for (const lib of meta.libraries) {
+    const file = pyodide.FS.readFile(lib.name);
+    const held = Module.HEAPU8.subarray(lib.fileData, lib.fileData + lib.fileSize);
+    if (!lib.fileData || held.length !== file.length || !held.every((b, i) => b === file[i])) {
+      throw new Error(`${lib.name}: the heap does not hold the library's file`);
+    }
+    lib.sha256 = await sha256Hex(file);
+  }
   return packSnapshot(pyodide.makeMemorySnapshot(), meta);
+}
+
+// -> Map(path -> bytes) of the snapshot's libraries, read from its heap (views, not copies) and
+// checked against the digests taken when it was made.
+export async function libraryBytes(meta, pyodideBytes) {
+  const heapStart = new DataView(pyodideBytes.buffer, pyodideBytes.byteOffset).getUint32(4, true); // Pyodide's header: [magic, heap offset, ...]
+  const heap = pyodideBytes.subarray(heapStart);
+  const out = new Map();
+  await Promise.all(
+    meta.libraries.map(async (lib) => {
+      const bytes = heap.subarray(lib.fileData, lib.fileData + lib.fileSize);
+      if (bytes.length !== lib.fileSize || (await sha256Hex(bytes)) !== lib.sha256) throw new Error(`${lib.name} in the snapshot is damaged`);
+      out.set(lib.name, bytes);
+    }),
+  );
+  return out;
 }
 
 // CPython's Emscripten trampoline takes one table slot while the module starts where the engine

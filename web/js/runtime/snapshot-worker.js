@@ -23,7 +23,7 @@ self.onmessage = async (e) => {
     pyodide.runPython(PREPARE_PY);
     pyodide.FS.unlink('/tmp/bpe_vocab.txt.gz');
     if (pyodide.runPython(CHECK_PY) !== CHECK_IDS) throw new Error("the tokenizer gives other ids than OpenAI's");
-    const bytes = makeSnapshot(pyodide, tableStart);
+    const bytes = await makeSnapshot(pyodide, tableStart);
     const stored = await storeSnapshot(key, bytes);
     self.postMessage({ ok: true, stored, bytes: bytes.byteLength });
   } catch (err) {
