@@ -142,7 +142,6 @@ async function restoreSnapshot(loadPyodide, { indexURL, lockFileURL, stdLibURL, 
     return files;
   };
   const pureFiles = listed(SNAPSHOT_WHEELS.filter((name) => !IMAGE_WHEELS.includes(name)));
-  const imageFiles = listed(IMAGE_WHEELS);
   const [{ meta, pyodide: pyodideBytes }, pure] = await Promise.all([Promise.resolve(snapshot).then(unpackSnapshot), pureFiles, loadPyodideScript(indexURL)]);
   const libraries = await libraryBytes(meta, pyodideBytes);
   timings.snapshot_read_ms = performance.now() - t0;
@@ -179,7 +178,8 @@ async function restoreSnapshot(loadPyodide, { indexURL, lockFileURL, stdLibURL, 
   bridge = restored.pyimport('pyapp.js_bridge');
   pyodide = restored;
   timings.import_ms = performance.now() - t1;
-  imagesReady = imageFiles
+  // Fetched only now: decoding and hashing 16 MB of wheels beside the snapshot slowed the restore.
+  imagesReady = listed(IMAGE_WHEELS)
     .then((entries) => {
       write(entries);
       state.imagesReadyMs = performance.now() - t0; // after init returned: reported by status()
