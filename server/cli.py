@@ -1,4 +1,4 @@
-"""The `clip-web` command: `assets` and `serve`."""
+"""The `clip-web` command: `assets`, `serve`, `export` and `models`."""
 
 from __future__ import annotations
 
@@ -86,6 +86,27 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .assets import AssetError
+    from .export import ExportError, export
+    from .models import ManifestError
+
+    settings = Settings()
+    if args.models_dir:
+        models_dir = Path(args.models_dir).resolve()
+        if not models_dir.is_dir():
+            return _fail(f"--models-dir {args.models_dir}: no such folder")
+        settings.models_dir = models_dir
+    if args.no_python_snapshot:
+        settings.python_snapshot = False
+    try:
+        export(settings, Path(args.dir), force=args.force,
+               log=lambda line: print(f"clip-web: {line}", file=sys.stderr, flush=True))
+    except (ExportError, AssetError, ManifestError) as exc:
+        return _fail(str(exc))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clip-web", description="CLIP in the browser: server and tools.")
     parser.add_argument("--version", action="version", version=f"clip-web {package_version()} "
@@ -106,6 +127,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-python-snapshot", action="store_true",
                        help="do not offer first visits the prebuilt Python snapshot (they boot Pyodide and make their own)")
     serve.set_defaults(func=cmd_serve)
+
+    export = sub.add_parser(
+        "export", help="write the whole app as plain static files, for any static host or CDN",
+        description="Write the pages, the widget, the runtime (Pyodide, onnxruntime-web, precompiled Python, "
+        "the Python snapshot, the vocab), /api/runtime and /api/models as files, and optionally a models "
+        "folder, into DIR, with .br/.gz copies beside the runtime files the server compresses. Also writes "
+        "header rules for static hosts: DIR/_headers (Netlify, Cloudflare Pages), DIR/_deploy/nginx.conf and "
+        "DIR/_deploy/Caddyfile (cross-origin isolation for wasm threads, CORS, MIME types, caching, the CSP). "
+        "Serve DIR at a site's root. Hosts that cannot set headers (GitHub Pages) still work, single-threaded. "
+        "See docs/deploy.md.")
+    export.add_argument("dir", metavar="DIR", help="the folder to write (new or empty, unless --force)")
+    export.add_argument("--models-dir", help="a local folder of models (subfolders with manifest.json), copied "
+                        "to DIR/models/ and listed in api/models as `serve --models-dir` lists it")
+    export.add_argument("--force", action="store_true", help="delete everything in a non-empty DIR first, then export")
+    export.add_argument("--no-python-snapshot", action="store_true",
+                        help="leave out the prebuilt Python snapshot (first visits boot Pyodide and make their own)")
+    export.set_defaults(func=cmd_export)
     from .model_tools.cli import register as register_models
     register_models(sub)
     return parser

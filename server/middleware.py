@@ -12,6 +12,19 @@ from starlette.datastructures import MutableHeaders
 from .csp import frame_ancestors, is_our_page
 
 
+# What every response carries, whatever its path (server/export.py writes the same for static hosts).
+COMMON_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "Cross-Origin-Resource-Policy": "cross-origin",
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Content-Length, Content-Encoding, Content-Range, ETag",
+    # Privacy: a model host (HuggingFace) is not told which page asked for its files.
+    "Referrer-Policy": "no-referrer",
+}
+
+
 class SecurityHeadersMiddleware:
     """Headers every response gets.
 
@@ -33,14 +46,8 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers["X-Content-Type-Options"] = "nosniff"
-                headers["Cross-Origin-Opener-Policy"] = "same-origin"
-                headers["Cross-Origin-Embedder-Policy"] = "require-corp"
-                headers["Cross-Origin-Resource-Policy"] = "cross-origin"
-                headers["Access-Control-Allow-Origin"] = "*"
-                headers["Access-Control-Expose-Headers"] = "Content-Length, Content-Encoding, Content-Range, ETag"
-                # Privacy: a model host (HuggingFace) is not told which page asked for its files.
-                headers["Referrer-Policy"] = "no-referrer"
+                for name, value in COMMON_HEADERS.items():
+                    headers[name] = value
                 # HTML pages get the full policy (what they may load and run, server/csp.py).
                 # Everything else only states framing: /embed is the widget and meant to be framed
                 # by any site; every other URL only by this server's own pages.
