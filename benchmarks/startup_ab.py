@@ -119,12 +119,24 @@ def wait_for_snapshot(page, timeout_s: float = 120.0) -> None:
         time.sleep(0.5)
 
 
-def run(browser, servers, kind, dtype, site, variants, rounds, threads, external, console) -> dict:
+def new_context(browser, persistent: bool):
+    """A fresh browser context, and the profile folder to remove after it (persistent only).
+    Off-the-record contexts keep storage in memory with a limit that two full-size models exceed
+    (their warm runs download again); a persistent profile on disk is what a real visitor has."""
+    if not persistent:
+        return browser.new_context(viewport=PW.VIEWPORT), None
+    profile = tempfile.mkdtemp(prefix="clip-startup-ab-profile-")
+    context = browser.browser_type.launch_persistent_context(
+        profile, executable_path=PW.EXECUTABLE_PATH, args=PW.LAUNCH_ARGS, headless=True, viewport=PW.VIEWPORT)
+    return context, profile
+
+
+def run(browser, servers, kind, dtype, site, variants, rounds, threads, external, console, persistent=False) -> dict:
     out = {v: [] for v in variants}
     for r in range(rounds):
         order = variants[r % len(variants):] + variants[:r % len(variants)]
         for v in order:
-            context = browser.new_context(viewport=PW.VIEWPORT)
+            context, profile = new_context(browser, persistent)
             context.set_default_timeout(compare.PAGE_TIMEOUT_MS)
             try:
                 page = context.new_page()
@@ -136,6 +148,8 @@ def run(browser, servers, kind, dtype, site, variants, rounds, threads, external
                 warm = compare.load_page(page, url)
             finally:
                 context.close()
+                if profile:
+                    shutil.rmtree(profile, ignore_errors=True)
             out[v].append({"cold": cold, "warm": warm})
             first = "first_text" if v.endswith("_text") else "first_image"
             compare.log(f"  {kind}/{dtype} {v}: {first} cold {cold['marks'][first]:.0f} ms, warm {warm['marks'][first]:.0f} ms")
@@ -164,6 +178,8 @@ def main() -> int:
     ap.add_argument("--base-rev", help="an older revision to compare with (its own server); without it no base variants")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--persistent", action="store_true",
+                    help="each variant in a fresh on-disk profile (off-the-record contexts cannot keep two full-size models)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--docs", type=Path, default=ROOT / "docs" / "startup-ab.md", help="the Markdown report ('' for none)")
     args = ap.parse_args()
@@ -181,7 +197,7 @@ def main() -> int:
             tree = prepare_base(args.base_rev)
             servers["base"] = BaseServer(tmp, tree, BASE_SITE)
         results = compare.each_run(args.kinds, args.dtypes, lambda browser, kind, dtype: run(
-            browser, servers, kind, dtype, site, variants, args.rounds, args.threads, external, console))
+            browser, servers, kind, dtype, site, variants, args.rounds, args.threads, external, console, args.persistent))
     finally:
         for s in servers.values():
             s.stop()
