@@ -45,6 +45,20 @@ def _port_free(host: str, port: int) -> str | None:
     return None
 
 
+def _settings(args) -> tuple[Settings, str | None]:
+    """Settings with the options serve and export share (--models-dir, --no-python-snapshot), and
+    the problem with them, if any."""
+    settings = Settings()
+    if args.models_dir:
+        models_dir = Path(args.models_dir).resolve()
+        if not models_dir.is_dir():
+            return settings, f"--models-dir {args.models_dir}: no such folder"
+        settings.models_dir = models_dir
+    if args.no_python_snapshot:
+        settings.python_snapshot = False
+    return settings, None
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
@@ -53,14 +67,9 @@ def cmd_serve(args) -> int:
     from .models import ManifestError, list_models
     from .python_snapshot import ensure_snapshot, inputs
 
-    settings = Settings()
-    if args.models_dir:
-        models_dir = Path(args.models_dir).resolve()
-        if not models_dir.is_dir():
-            return _fail(f"--models-dir {args.models_dir}: no such folder")
-        settings.models_dir = models_dir
-    if args.no_python_snapshot:
-        settings.python_snapshot = False
+    settings, problem = _settings(args)
+    if problem:
+        return _fail(problem)
     if args.request_log:
         settings.request_log = Path(args.request_log).resolve()
     missing = missing_assets(settings.assets_dir)
@@ -91,14 +100,9 @@ def cmd_export(args) -> int:
     from .export import ExportError, export
     from .models import ManifestError
 
-    settings = Settings()
-    if args.models_dir:
-        models_dir = Path(args.models_dir).resolve()
-        if not models_dir.is_dir():
-            return _fail(f"--models-dir {args.models_dir}: no such folder")
-        settings.models_dir = models_dir
-    if args.no_python_snapshot:
-        settings.python_snapshot = False
+    settings, problem = _settings(args)
+    if problem:
+        return _fail(problem)
     try:
         export(settings, Path(args.dir), force=args.force,
                log=lambda line: print(f"clip-web: {line}", file=sys.stderr, flush=True))

@@ -55,6 +55,16 @@ def _wait_for_function_without_eval():
 _wait_for_function_without_eval()
 
 
+def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
+    """Ask a child process to end; kill it if it has not within `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -101,11 +111,7 @@ class LiveServer:
         return [json.loads(line) for line in self.request_log.read_text().splitlines() if line.strip()]
 
     def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
         self.stderr.close()
 
 

@@ -22,6 +22,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from helpers import stop_process
+
 FIREFOX = os.environ.get("CLIP_WEB_FIREFOX", "/usr/bin/firefox-esr")
 WEBKIT_DRIVER = os.environ.get("CLIP_WEB_WEBKIT_DRIVER", "/usr/bin/WebKitWebDriver")
 MINIBROWSER_CANDIDATES = [
@@ -177,11 +179,7 @@ class FirefoxBiDi(PageDriver):
         try:
             self._connection.__exit__(None, None, None)
         finally:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+            stop_process(self.proc)
             self._log.close()
             shutil.rmtree(self.profile, ignore_errors=True)
 
@@ -260,11 +258,7 @@ class WebKitGTK(PageDriver):
         except Exception:  # noqa: BLE001 - closing anyway
             pass
         for proc in (self.driver, self.xvfb):
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)
         self._log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import PW, REPO_ROOT, free_port
+from helpers import PW, REPO_ROOT, free_port, stop_process
 from server.export import MIME_TYPES
 
 NGINX = Path("/usr/sbin/nginx")
@@ -114,12 +114,7 @@ http {{
         return self.error_log.read_text(errors="replace") if self.error_log.exists() else "(no error log)"
 
     def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 @pytest.fixture(scope="module")
