@@ -164,7 +164,9 @@ def test_pause_holds_the_download_and_resume_continues_it(page, server, host):
     host.hang_at["text.onnx"] = hang
     page.goto(server.url + TEXT_PAGE)
     wait_hanging(host)
-    assert page.is_visible("#pause-download")
+    # The server hangs once the bytes are sent; the page shows the button when its first progress
+    # event arrives, a moment later: wait for it (it fails if the button never appears).
+    page.wait_for_selector("#pause-download", state="visible", timeout=10_000)
     page.click("#pause-download")
     page.wait_for_function("document.querySelector('#pause-download').textContent === 'Resume download'")
     host.release.set()
