@@ -14,6 +14,8 @@ Variants (each a page load in a fresh browser context, then a reload in the same
     ours_plain_python  as ours, with the plain stdlib and wheels instead of the precompiled ones
                     (so no server snapshot either: it is made over the precompiled stdlib)
     ours_boot_after pyapp's wheels loaded after Pyodide's boot, not during it (packagesAtBoot off)
+    ours_images_wait  as ours, the first image after a snapshot restore waiting for numpy's and
+                    Pillow's files and running the JPEG self-check itself (imagesEarly off)
     base            the --base-rev revision's createClip() (served by its own server)
     tjs             transformers.js, everything loaded in parallel (its documented way)
   text-only pages (first embedding: "a photo of a cat"; no image encoder needed)
@@ -60,6 +62,7 @@ VARIANTS = {
     "ours_no_server_snapshot": ("new", "ours", "&encoders=image,text&snapshot=browser"),
     "ours_plain_python": ("new", "ours", "&encoders=image,text&python=plain"),
     "ours_boot_after": ("new", "ours", "&encoders=image,text&boot=after"),
+    "ours_images_wait": ("new", "ours", "&encoders=image,text&images=wait"),
     "base": ("base", "ours", ""),
     "tjs": ("new", "tjs", ""),
     "ours_text": ("new", "ours", "&first=text&encoders=text"),

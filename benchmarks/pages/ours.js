@@ -5,6 +5,7 @@
 // first=text: a text-only page (the first embedding is a text's; no image is embedded at start).
 // encoders=...: createClip's encoders option (which encoder loads first; default both).
 // boot=after: pyapp's wheels load after Pyodide's boot instead of during it (the old order).
+// images=wait: the first image after a snapshot restore waits for numpy's and Pillow's files.
 // route=page: tensors travel through the page (Runtime's `direct: false`), not worker to worker.
 // Works against older clip-web servers too (startup_ab.py runs it on a base revision): options an
 // older createClip does not know are ignored there.
@@ -50,6 +51,8 @@ async function load() {
     if (params.get('snapshot') === 'browser') runtimeOptions.python = { ...runtimeOptions.python, servedSnapshot: false };
     // python=plain: the plain stdlib and wheels, not the precompiled ones.
     if (params.get('python') === 'plain') runtimeOptions.python = { ...runtimeOptions.python, precompiled: false };
+    // images=wait: after a snapshot restore, the first image waits for numpy's and Pillow's files.
+    if (params.get('images') === 'wait') runtimeOptions.python = { ...runtimeOptions.python, imagesEarly: false };
     clip = await createClip({ model: params.get('model'), backend: 'wasm', threads, encoders, runtimeOptions });
   }
   return { call };
@@ -89,6 +92,7 @@ async function main() {
   // Size of Pyodide's wasm heap (the Python worker's memory: CPython, numpy, Pillow, pyapp, images).
   // The Python snapshot this visit leaves for the next one (undefined on servers without them).
   bench.snapshotState = async () => (await clip.info()).python?.snapshot;
+  bench.pythonStatus = () => clip.runtime.py.call('status');
   bench.pythonHeapMB = async () =>
     Number(await clip.runtime.runPython('import pyodide_js\nstr(pyodide_js._module.HEAPU8.length)')) / 1e6;
   setState('ready');

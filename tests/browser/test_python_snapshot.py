@@ -11,7 +11,10 @@ test_pyodide_parity.py, which runs all of its tests on a booted and on a restore
 
 from __future__ import annotations
 
+import base64
 import json
+import sys
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -21,6 +24,9 @@ from test_pyodide_parity import GOLDEN_TOKENS, wait_for_snapshot
 
 import pyapp
 from helpers import LiveServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pyapp"))
+from image_corpus import generate_image_corpus  # noqa: E402
 
 TEXT_PAGE = "/text.html?model=tiny-reference"
 GOLDEN = json.loads(GOLDEN_TOKENS.read_text())
@@ -80,6 +86,28 @@ def test_restored_tokens_and_embeddings_equal_a_normal_boot(text_page, torch_cli
     want = torch_clip.text_embeds(pyapp.tokenize(["a photo of a cat", "café au lait"]))  # (2, 512)
     cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
     assert cos.min() >= 0.99999
+
+
+def test_restored_interpreter_takes_images_at_once(text_page):
+    """Right after a restore, before numpy's and Pillow's files are written: TIFF and WebP (the
+    plugins Pillow's init() imports) give pyapp's pixels, and no call needed a second try."""
+    page = text_page.page
+    text_page.open(TEXT_PAGE)
+    corpus = dict(generate_image_corpus())
+    names = ["i16_tiff_300x200.tif", "webp_lossless_260x190.webp", "rgb_photo_640x480.png"]
+    got = page.evaluate(
+        """async (images) => Promise.all(images.map(async (b64) => {
+             const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+             return Array.from((await clip.runtime.preprocess(bytes, clip.manifest)).data);
+           }))""",
+        [base64.b64encode(corpus[n]).decode() for n in names],
+    )
+    state = page.evaluate("clip.runtime.py.call('status')")
+    assert python_state(page)["snapshot"]["restored"] is True
+    assert state.get("imagesRetries") is None, state
+    for name, pixels in zip(names, got):
+        want = pyapp.preprocess_image(corpus[name]).ravel()  # (1 * 3 * 224 * 224,)
+        assert np.array_equal(np.asarray(pixels, dtype=np.float32), want), name
 
 
 def test_text_page_never_loads_the_image_encoder(text_page, live_server):

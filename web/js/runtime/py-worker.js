@@ -30,13 +30,25 @@ function pythonError(err) {
   return err;
 }
 
+// images: the call needs numpy and Pillow. After a snapshot restore their modules are in memory
+// but their files may still be on the way (see restoreSnapshot). 'wait' waits for the files;
+// true runs at once, since preprocessing imports nothing more once the snapshot is made
+// (tests/pyapp/test_snapshot_imports.py), and should it fail, runs again once the files are
+// there: only for calls that change nothing, so that running twice is harmless.
 async function guarded(fn, { images = false } = {}) {
   if (!bridge) throw new RpcError('Python is not ready yet', 'not_ready');
-  if (images) await imagesReady; // after a snapshot restore numpy and Pillow may still be loading
+  if (images === 'wait' || (images && !imagesEarly)) await imagesReady;
   try {
     return await fn();
   } catch (err) {
-    throw pythonError(err);
+    if (!images || state.imagesReady) throw pythonError(err);
+    state.imagesRetries = (state.imagesRetries ?? 0) + 1; // in status(): should stay 0
+    await imagesReady;
+    try {
+      return await fn();
+    } catch (again) {
+      throw pythonError(again);
+    }
   }
 }
 
@@ -81,6 +93,7 @@ const PYAPP_PACKAGES = ['pyapp', 'numpy', 'pillow', 'ftfy', 'wcwidth'];
 // Where start-up stands, for info(): how Python started and what became of the snapshot.
 const state = { snapshot: { restored: false, source: null, made: null, error: null }, imagesReady: false };
 let imagesReady = null; // Promise: numpy + Pillow loaded and imported (images need them, text does not)
+let imagesEarly = true; // false: images wait for imagesReady, and the JPEG self-check for the first image (for the A/B)
 
 async function importPyodide(url, runtime) {
   try {
@@ -186,7 +199,9 @@ async function restoreSnapshot(loadPyodide, { indexURL, lockFileURL, stdLibURL, 
       state.imagesReady = true;
     })
     .catch((err) => {
-      throw new RpcError(`numpy/Pillow failed to load: ${String(err?.message ?? err)}`, 'package_failed');
+      // Images still work (their modules are in the snapshot); what needs these files fails so.
+      state.imagesError = `numpy/Pillow failed to load: ${String(err?.message ?? err)}`;
+      throw new RpcError(state.imagesError, 'package_failed');
     });
   imagesReady.catch(() => {});
 }
@@ -269,7 +284,7 @@ function scheduleAdoption({ key, bytes, fallbackMs }) {
 }
 
 // Does this browser decode JPEGs to the very pixels PyPI's Pillow (libjpeg-turbo) gives? Checked
-// once, on the first image, against jpeg-self-check.json (small JPEGs: 4:2:0, 4:4:4, progressive).
+// once, when Python is ready, against jpeg-self-check.json (small JPEGs: 4:2:0, 4:4:4, progressive).
 // -> { decoder: 'browser' | 'pillow', reason }. Chromium, Firefox and WebKitGTK use libjpeg-turbo;
 // Safari's ImageIO does not, and there colour JPEGs go to Pillow in Pyodide.
 let jpegCheck = null;
@@ -347,7 +362,7 @@ function runModel(key, tensor) {
 serve({
   // options: { snapshot: false } never uses or makes a snapshot; { servedSnapshot: false } skips
   // the server's; { snapshotFallbackMs } when to make one after a normal boot if the page never
-  // says it is idle; { packagesAtBoot: false }.
+  // says it is idle; { packagesAtBoot: false }; { imagesEarly: false } (see guarded).
   async init({ runtime, base, options = {} }) {
     const url = (path) => new URL(path, base).href;
     const timings = {};
@@ -423,6 +438,8 @@ serve({
       if (found && canStore) scheduleSnapshot({ indexURL, lockFileURL, stdLibURL, vocabUrl, key: found.key, lock: found.lock, fallbackMs: options.snapshotFallbackMs ?? 20000 });
     }
     timings.ready_ms = performance.now() - t0;
+    imagesEarly = options.imagesEarly !== false;
+    if (imagesEarly) checkBrowserJpeg(); // now, while the page loads its model, rather than on the first image
     timings.packages_at_boot = options.packagesAtBoot !== false;
     const [python, pyappVersion] = pyodide.runPython('import sys, pyapp; f"{sys.version.split()[0]}|{pyapp.__version__}"').split('|');
     const lock = found?.lock ?? (await (await fetch(lockFileURL)).json());
@@ -537,7 +554,7 @@ serve({
     return guarded(async () => {
       const result = await pyodide.runPythonAsync(code);
       return typeof result === 'string' ? result : JSON.stringify(result?.toJs?.() ?? result);
-    }, { images: true });
+    }, { images: 'wait' });
   },
 
   async writeFile({ path, bytes }) {

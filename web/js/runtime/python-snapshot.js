@@ -20,7 +20,7 @@
 import { sha256Hex } from './model-fetch.js';
 
 export const SNAPSHOT_CACHE = 'clip-web-python-v1';
-const FORMAT = 2; // 2: numpy and Pillow imported, libraries replayed
+const FORMAT = 3; // 2: numpy and Pillow imported, libraries replayed; 3: every Pillow plugin imported
 
 // -> { key, lock }: the cache key, and the parsed lock file (for wheel names and hashes).
 export async function snapshotKey({ lockUrl, stdLibUrl, vocabUrl, pyodideVersion }) {
@@ -75,13 +75,16 @@ export async function deleteSnapshot(key) {
 }
 
 // What the snapshot maker imports before the snapshot (the wheels already installed). Pillow's
-// preinit() imports the plugins Image.open tries first (JPEG, PNG, BMP, GIF, PPM).
+// init() imports every plugin (TIFF and WebP included), so that preprocessing an image imports
+// nothing more (tests/pyapp/test_snapshot_imports.py): a restored interpreter can then take its
+// first image before numpy's and Pillow's files are written. It must run here, not later: an
+// init() that ran before those files existed would drop the missing plugins silently, for good.
 export const PREPARE_PY = `
 import array, html, json, gzip, re, unicodedata, ftfy, pyapp, pyapp.errors, pyapp.tokenizer as T
 T.set_default_tokenizer(T.Tokenizer.from_path("/tmp/bpe_vocab.txt.gz"))
 T.encode("warm the caches: a photo of a café")
 import numpy, PIL.Image, pyapp.preprocess
-PIL.Image.preinit()
+pyapp.preprocess._registered_formats()
 `;
 
 // Tokens of a fixed text, to check a restored tokenizer against (OpenAI's ids for it).
@@ -89,7 +92,8 @@ export const CHECK_TEXT = 'a photo of a cat';
 export const CHECK_IDS = '[320, 1125, 539, 320, 2368]';
 export const CHECK_PY = `
 import sys, pyapp.tokenizer as T
-assert "numpy" in sys.modules and "PIL.Image" in sys.modules and T._default is not None
+import PIL.Image
+assert "numpy" in sys.modules and PIL.Image._initialized == 2 and T._default is not None
 str(T.encode(${JSON.stringify(CHECK_TEXT)}))
 `;
 
