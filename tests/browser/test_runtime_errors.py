@@ -105,8 +105,17 @@ def test_changed_wheel_is_reported_and_images_still_work(browser, wheel_changed_
         )
         want = pyapp.preprocess_image(base64.b64decode(ONE_PIXEL_PNG), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)).ravel()
         assert np.array_equal(np.asarray(pixels, dtype=np.float32), want)
-        page.wait_for_function("runtime.py.call('status').then(s => !!s.imagesError)", timeout=30_000)
-        status = page.evaluate("runtime.py.call('status')")
+        # numpy's and Pillow's files are written a few seconds after ready (py-worker.js, imageFiles).
+        status = page.evaluate(
+            """async () => {
+                for (let i = 0; i < 300; i++) {
+                    const s = await runtime.py.call('status');
+                    if (s.imagesError || s.imagesReady) return s;
+                    await new Promise((r) => setTimeout(r, 100));
+                }
+                return runtime.py.call('status');
+            }"""
+        )
         assert "numpy-2.0.2-cp312-cp312-pyodide_2024_0_wasm32.whl does not match the lock's sha256" in status["imagesError"], status
         error = page.evaluate(
             """runtime.runPython('import numpy.random; "imported"').then(() => null, (err) => ({code: err.code, message: err.message}))"""

@@ -31,25 +31,50 @@ function pythonError(err) {
 }
 
 // images: the call needs numpy and Pillow. After a snapshot restore their modules are in memory
-// but their files may still be on the way (see restoreSnapshot). 'wait' waits for the files;
+// but their files are not written yet (see restoreSnapshot). 'wait' has them written first;
 // true runs at once, since preprocessing imports nothing more once the snapshot is made
 // (tests/pyapp/test_snapshot_imports.py), and should it fail, runs again once the files are
 // there: only for calls that change nothing, so that running twice is harmless.
 async function guarded(fn, { images = false } = {}) {
   if (!bridge) throw new RpcError('Python is not ready yet', 'not_ready');
-  if (images === 'wait' || (images && !imagesEarly)) await imagesReady;
+  if (images === 'wait' || (images && !imagesEarly)) await imageFiles();
+  if (images) imageCalls += 1;
   try {
     return await fn();
   } catch (err) {
     if (!images || state.imagesReady) throw pythonError(err);
     state.imagesRetries = (state.imagesRetries ?? 0) + 1; // in status(): should stay 0
-    await imagesReady;
+    await imageFiles();
     try {
       return await fn();
     } catch (again) {
       throw pythonError(again);
     }
+  } finally {
+    if (images && --imageCalls === 0 && imageFilesDue) imageFiles().catch(() => {});
   }
+}
+
+// numpy's and Pillow's files after a restore: fetching, hashing, unzipping and writing them takes
+// 300 ms of this worker's thread, which the first image should not wait behind. So they are
+// written IMAGE_FILES_DELAY_MS after ready, or when the image calls then in flight end, or at once
+// for a call that needs them.
+const IMAGE_FILES_DELAY_MS = 3000;
+let writeImageFiles = null; // () => Promise, set by restoreSnapshot
+let imagesReady = null; // Promise: numpy's and Pillow's files written (a normal boot has them from the start)
+let imageCalls = 0;
+let imageFilesDue = false;
+
+function imageFiles() {
+  imagesReady ??= writeImageFiles();
+  return imagesReady;
+}
+
+function scheduleImageFiles(delayMs) {
+  setTimeout(() => {
+    if (imageCalls) imageFilesDue = true;
+    else imageFiles().catch(() => {});
+  }, delayMs);
 }
 
 function takeArray(proxy, type) {
@@ -92,8 +117,7 @@ const PYAPP_PACKAGES = ['pyapp', 'numpy', 'pillow', 'ftfy', 'wcwidth'];
 
 // Where start-up stands, for info(): how Python started and what became of the snapshot.
 const state = { snapshot: { restored: false, source: null, made: null, error: null }, imagesReady: false };
-let imagesReady = null; // Promise: numpy + Pillow loaded and imported (images need them, text does not)
-let imagesEarly = true; // false: images wait for imagesReady, and the JPEG self-check for the first image (for the A/B)
+let imagesEarly = true; // false: images wait for numpy's and Pillow's files, and the JPEG self-check for the first image (the A/B's old way)
 
 async function importPyodide(url, runtime) {
   try {
@@ -145,8 +169,8 @@ async function bootNormally(loadPyodide, { indexURL, lockFileURL, stdLibURL, voc
 // A warm start: the snapshot's interpreter already holds the parsed tokenizer and has numpy and
 // Pillow imported. Their compiled libraries are instantiated again (from the bytes the snapshot's
 // heap holds) at the places its heap expects; the pure-Python wheels' files are written before
-// ready; numpy's and Pillow's other files (for later imports) right after, which the first image
-// waits for and text does not. Throws if anything is off.
+// ready; numpy's and Pillow's other files (for later imports, which images do not make) a few
+// seconds after (imageFiles). Throws if anything is off.
 async function restoreSnapshot(loadPyodide, { indexURL, lockFileURL, stdLibURL, snapshot, lock, timings }) {
   const t0 = performance.now();
   const listed = (names) => {
@@ -191,8 +215,9 @@ async function restoreSnapshot(loadPyodide, { indexURL, lockFileURL, stdLibURL, 
   bridge = restored.pyimport('pyapp.js_bridge');
   pyodide = restored;
   timings.import_ms = performance.now() - t1;
-  // Fetched only now: decoding and hashing 16 MB of wheels beside the snapshot slowed the restore.
-  imagesReady = listed(IMAGE_WHEELS)
+  // Fetched later (imageFiles): decoding and hashing 16 MB of wheels beside the snapshot slowed
+  // the restore, and beside the first image slowed that.
+  writeImageFiles = () => listed(IMAGE_WHEELS)
     .then((entries) => {
       write(entries);
       state.imagesReadyMs = performance.now() - t0; // after init returned: reported by status()
@@ -203,7 +228,6 @@ async function restoreSnapshot(loadPyodide, { indexURL, lockFileURL, stdLibURL, 
       state.imagesError = `numpy/Pillow failed to load: ${String(err?.message ?? err)}`;
       throw new RpcError(state.imagesError, 'package_failed');
     });
-  imagesReady.catch(() => {});
 }
 
 // Type stubs and C headers in the wheels: nothing imports them at run time.
@@ -365,6 +389,7 @@ serve({
   // says it is idle; { packagesAtBoot: false }; { imagesEarly: false } (see guarded).
   async init({ runtime, base, options = {} }) {
     const url = (path) => new URL(path, base).href;
+    imagesEarly = options.imagesEarly !== false;
     const timings = {};
     const t0 = performance.now();
     const indexURL = url(runtime.pyodide_index_url);
@@ -438,8 +463,11 @@ serve({
       if (found && canStore) scheduleSnapshot({ indexURL, lockFileURL, stdLibURL, vocabUrl, key: found.key, lock: found.lock, fallbackMs: options.snapshotFallbackMs ?? 20000 });
     }
     timings.ready_ms = performance.now() - t0;
-    imagesEarly = options.imagesEarly !== false;
     if (imagesEarly) checkBrowserJpeg(); // now, while the page loads its model, rather than on the first image
+    if (!state.imagesReady) {
+      if (imagesEarly) scheduleImageFiles(IMAGE_FILES_DELAY_MS);
+      else imageFiles().catch(() => {});
+    }
     timings.packages_at_boot = options.packagesAtBoot !== false;
     const [python, pyappVersion] = pyodide.runPython('import sys, pyapp; f"{sys.version.split()[0]}|{pyapp.__version__}"').split('|');
     const lock = found?.lock ?? (await (await fetch(lockFileURL)).json());
