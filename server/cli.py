@@ -1,4 +1,4 @@
-"""The `clip-web` command: `assets`, `serve`, `export` and `models`."""
+"""The `clip-web` command: `assets`, `serve`, `export`, `index` and `models`."""
 
 from __future__ import annotations
 
@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="leave out the prebuilt Python snapshot (first visits boot Pyodide and make their own)")
     export.set_defaults(func=cmd_export)
     from .model_tools.cli import register as register_models
+    from .native_index import register as register_index
+    register_index(sub)
     register_models(sub)
     return parser
 
