@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_tools.common import ToolError, describe_os_error, local_file, need, read_manifest, sha256_file
+from .model_tools.common import ToolError, describe_os_error, local_file, need, read_manifest, replace_file, sha256_file
 
 INDEX_FORMAT = "clip-web-search-index"  # image-index.js INDEX_FORMAT
 INDEX_VERSION = 1
@@ -274,12 +274,7 @@ def _write_file(path: Path, data: bytes) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        _write_file(tmp, data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_file(path, data, write=_write_file)  # _write_file looked up now: tests replace it
 
 
 def _ours(name: str) -> bool:

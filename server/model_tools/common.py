@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from ..hashing import sha256_file  # noqa: F401  (re-exported for the tools)
 
@@ -123,10 +124,11 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     replace_file(Path(folder) / MANIFEST, manifest_bytes(manifest))
 
 
-def replace_file(path: Path, data: bytes) -> None:
+def replace_file(path: Path, data: bytes, write: Callable[[Path, bytes], None] | None = None) -> None:
+    """path, whole or not at all: written beside it (by `write`, else write_bytes), then renamed over it."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        write_bytes(tmp, data)
+        (write or write_bytes)(tmp, data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
