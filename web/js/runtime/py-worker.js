@@ -43,8 +43,16 @@ async function guarded(fn, { images = false } = {}) {
     return await fn();
   } catch (err) {
     if (!images || state.imagesReady) throw pythonError(err);
-    state.imagesRetries = (state.imagesRetries ?? 0) + 1; // in status(): should stay 0
-    await imageFiles();
+    // In status(): calls that failed before the files were written (bad input included).
+    state.imagesRetries = (state.imagesRetries ?? 0) + 1;
+    try {
+      await imageFiles();
+    } catch (filesErr) {
+      // Without the files the first failure stands (a bad image keeps its own message).
+      const first = pythonError(err);
+      first.message += ` (and ${filesErr.message})`;
+      throw first;
+    }
     try {
       return await fn();
     } catch (again) {
