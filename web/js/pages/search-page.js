@@ -9,7 +9,8 @@ import { wireDropZone } from '../ui/drop-zone.js';
 import { SearchIndex } from '../search/image-index.js';
 import { ResultGrid } from '../search/result-grid.js';
 import { entriesFromFiles, entriesFromDirectoryHandle, entriesFromDataTransfer } from '../search/folder-files.js';
-import { splitPrompts, combineQuery, rankInSlices, zeroShot } from '../search/query.js';
+import { splitPrompts, combineQuery, unit, LOGIT_SCALE } from '../search/query.js';
+import { RankedRows } from '../search/ranked-rows.js';
 
 const $ = (sel) => document.querySelector(sel);
 const params = new URLSearchParams(location.search);
@@ -19,8 +20,8 @@ const positiveInt = (v, fallback) => Math.max(1, Number.parseInt(v ?? '', 10) ||
 const index = new SearchIndex({ queueSize: positiveInt(params.get('queue'), 4), maxBatch: positiveInt(params.get('batch'), 4) });
 
 const view = {
-  query: null, // { texts, negatives, example, q, ranking: [{ item, score }] }
-  labels: null, // { names, embeds, zs: Map(item -> { label, prob }) }
+  query: null, // { texts, negatives, example, q, ranking: { ids, scores } (typed, best first) }
+  labels: null, // { names, embeds, zs: { label, prob, order } (typed, by id; from the search worker) }
   labelFilter: -1,
   minScore: null,
   rows: [],
@@ -190,7 +191,7 @@ function clearView() {
   view.query = null;
   view.labelFilter = -1;
   view.minScore = null;
-  if (view.labels) view.labels.zs = new Map();
+  if (view.labels) view.labels.zs = null;
   renderExample();
 }
 
@@ -204,14 +205,14 @@ function findItem({ exampleId, examplePath }) {
   return null;
 }
 
-// { text, negative, exampleId | examplePath } -> [{ id, path, score }], best first.
+// { text, negative, exampleId | examplePath } -> the query, with its ranking ({ ids, scores }).
 async function runQuery(spec = {}) {
   await clipReady.promise;
   showError(null);
   const texts = splitPrompts(spec.text);
   const negatives = splitPrompts(spec.negative);
   const example = findItem(spec);
-  if ((spec.exampleId ?? spec.examplePath) != null && !example?.embedding) {
+  if ((spec.exampleId ?? spec.examplePath) != null && example?.status !== 'done') {
     throw new Error('that image is not in the index (yet)');
   }
   $('#prompt').value = texts.join('\n');
@@ -220,18 +221,26 @@ async function runQuery(spec = {}) {
     view.query = null;
     renderExample();
     render();
-    return [];
+    return null;
   }
   const embeds = await index.embedTexts([...texts, ...negatives]); // one model call
-  const positives = [...embeds.slice(0, texts.length), ...(example ? [example.embedding] : [])];
+  // The example's own raw embedding (from the cache), as the query math has always used.
+  const exampleEmbedding = example ? await index.embeddingOf(example) : null;
+  const positives = [...embeds.slice(0, texts.length), ...(exampleEmbedding ? [exampleEmbedding] : [])];
   const q = combineQuery(positives, embeds.slice(texts.length));
-  const query = { texts, negatives, example, q, ranking: [] };
+  const query = { texts, negatives, example, q, ranking: { ids: new Uint32Array(0), scores: new Float32Array(0) } };
   view.query = query;
   view.minScore = null;
   renderExample();
   await updateRanking();
   if (view.query === query) render();
-  return query.ranking.map(({ item, score }) => ({ id: item.id, path: item.path, score }));
+  return query;
+}
+
+function rankingList(query, limit = Infinity) {
+  if (!query) return [];
+  const { ids, scores } = query.ranking;
+  return Array.from(ids.subarray(0, Math.min(ids.length, limit)), (id, k) => ({ id, path: index.items[id].path, score: scores[k] }));
 }
 
 // The ranking is computed when the query or the indexed images change, not on every render
@@ -239,9 +248,8 @@ async function runQuery(spec = {}) {
 async function updateRanking() {
   const query = view.query;
   if (!query) return;
-  const done = index.items.filter((i) => i.status === 'done');
-  const ranking = await rankInSlices(done, query.q, () => view.query !== query);
-  if (ranking) query.ranking = ranking;
+  const ranking = await index.rank(query.q); // in the search worker
+  if (view.query === query) query.ranking = ranking;
 }
 
 function queryFromUi() {
@@ -250,7 +258,7 @@ function queryFromUi() {
 
 function moreLike(item) {
   window.scrollTo({ top: $('#query-panel').offsetTop - 8, behavior: 'smooth' });
-  return runQuery({ exampleId: item.id });
+  return runQuery({ exampleId: item.id }).then(rankingList);
 }
 
 function renderExample() {
@@ -263,6 +271,7 @@ function renderExample() {
   if (!example) return;
   $('#example-name').textContent = example.path.split('/').pop();
   if (example.file) thumb.src = URL.createObjectURL(example.file);
+  else if (example.thumbnail) thumb.src = example.thumbnail;
 }
 
 // labels (array or one per line) -> [{ id, path, label, prob }], the best label of every image.
@@ -279,33 +288,41 @@ async function runLabels(labels) {
     return [];
   }
   const embeds = await index.embedTexts(names);
-  const state = { names, embeds, zs: new Map() };
+  const state = { names, embeds, zs: null };
   view.labels = state;
   view.labelFilter = -1;
   view.minScore = null;
   await updateZeroShot();
   if (view.labels === state) render();
+  return state;
+}
+
+function labelList(state) {
+  if (!state) return [];
   return index.items
-    .filter((i) => state.zs.has(i))
-    .map((i) => ({ id: i.id, path: i.path, label: names[state.zs.get(i).label], prob: state.zs.get(i).prob }));
+    .filter((i) => zeroShotOf(state, i))
+    .map((i) => ({ id: i.id, path: i.path, label: state.names[state.zs.label[i.id]], prob: state.zs.prob[i.id] }));
+}
+
+// An item's { label, prob }, or null when the last zero-shot sort did not include it.
+function zeroShotOf(labels, item) {
+  const zs = labels?.zs;
+  if (!zs || item.id >= zs.prob.length || !(zs.prob[item.id] > 0)) return null;
+  return { label: zs.label[item.id], prob: zs.prob[item.id] };
 }
 
 function labelsFromUi() {
   return runLabels($('#labels').value);
 }
 
-// Zero-shot for the images that do not have it yet, a slice at a time: labels x 512 x 10,000
-// images is tens of millions of multiply-adds, too long for one main-thread task.
+// Zero-shot over every embedded image, in the search worker (labels x 512 x 100,000 images is
+// half a billion multiply-adds: never on the main thread).
 async function updateZeroShot() {
   const labels = view.labels;
   if (!labels) return;
-  const todo = index.items.filter((i) => i.status === 'done' && !labels.zs.has(i));
-  for (let start = 0; start < todo.length; start += 1000) {
-    const slice = todo.slice(start, start + 1000);
-    zeroShot(slice, labels.embeds).forEach((z, k) => labels.zs.set(slice[k], z));
-    if (start + 1000 < todo.length) await new Promise((r) => setTimeout(r, 0));
-    if (view.labels !== labels) return;
-  }
+  const zs = await index.zeroShot(labels.embeds.map(unit), LOGIT_SCALE);
+  if (view.labels !== labels) return;
+  labels.zs = zs;
   renderLabelFilter();
 }
 
@@ -316,7 +333,9 @@ function renderLabelFilter() {
     return;
   }
   const counts = view.labels.names.map(() => 0);
-  for (const z of view.labels.zs.values()) counts[z.label] += 1;
+  const zs = view.labels.zs;
+  const total = zs ? zs.order.length : 0;
+  if (zs) for (const id of zs.order) counts[zs.label[id]] += 1;
   const chip = (text, count, value) => {
     const b = document.createElement('button');
     b.type = 'button';
@@ -332,33 +351,29 @@ function renderLabelFilter() {
     });
     return b;
   };
-  box.replaceChildren(chip('All', view.labels.zs.size, -1), ...view.labels.names.map((n, j) => chip(n, counts[j], j)));
+  box.replaceChildren(chip('All', total, -1), ...view.labels.names.map((n, j) => chip(n, counts[j], j)));
 }
 
 const pct = (p) => `${(100 * p).toFixed(p >= 0.995 || p < 0.1 ? 1 : 0)}%`;
 
-const byPath = (a, b) => (a.item.path < b.item.path ? -1 : a.item.path > b.item.path ? 1 : 0);
-
-// Rows are plain { item, score }: their texts are made by describe() for the cards on show only
-// (formatting 10,000 numbers nobody sees is a visible pause).
+// Rows are typed arrays of ids and scores (RankedRows): the row objects and their texts are made
+// by describe() for the cards on show only (formatting 10,000 numbers nobody sees is a visible pause).
 function computeRows() {
-  const done = index.items.filter((i) => i.status === 'done');
   const labels = view.labels;
+  const zs = labels?.zs;
   let rows;
   if (view.query) {
-    rows = view.query.ranking.map(({ item, score }) => ({ item, score }));
-  } else if (labels) {
-    // Sorted into labels: label order, the most confident first within each.
-    rows = [];
-    for (const item of done) {
-      const z = labels.zs.get(item);
-      if (z) rows.push({ item, score: z.prob, labelIndex: z.label });
-    }
-    rows.sort((a, b) => a.labelIndex - b.labelIndex || b.score - a.score || byPath(a, b));
+    rows = new RankedRows(index.items, view.query.ranking.ids, view.query.ranking.scores);
+  } else if (zs) {
+    // Sorted into labels (by the worker): label order, the most confident first within each.
+    rows = new RankedRows(index.items, zs.order, Float32Array.from(zs.order, (id) => zs.prob[id]));
   } else {
-    rows = done.map((item) => ({ item }));
+    const done = index.items.filter((i) => i.status === 'done');
+    rows = new RankedRows(index.items, Uint32Array.from(done, (i) => i.id));
   }
-  if (labels && view.labelFilter >= 0) rows = rows.filter((r) => labels.zs.get(r.item)?.label === view.labelFilter);
+  if (zs && view.labelFilter >= 0) {
+    rows = rows.filter((id) => id < zs.prob.length && zs.prob[id] > 0 && zs.label[id] === view.labelFilter);
+  }
   return rows;
 }
 
@@ -366,7 +381,7 @@ function describe(row) {
   const out = {};
   const labels = view.labels;
   if (row.score !== undefined) out.scoreText = view.query ? row.score.toFixed(3) : pct(row.score);
-  const z = labels?.zs.get(row.item);
+  const z = zeroShotOf(labels, row.item);
   if (z) out.label = view.query ? `${labels.names[z.label]} · ${pct(z.prob)}` : labels.names[z.label];
   return out;
 }
@@ -375,25 +390,20 @@ function describe(row) {
 // CLIP) and for label probabilities alike.
 function applyMinScore(rows) {
   const slider = $('#min-score');
-  const scored = rows.filter((r) => r.score !== undefined);
-  if (!scored.length) {
+  const range = rows.range();
+  if (!range) {
     slider.disabled = true;
     $('#min-score-value').textContent = '—';
     return rows;
   }
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const r of scored) {
-    lo = Math.min(lo, r.score);
-    hi = Math.max(hi, r.score);
-  }
+  const [lo, hi] = range;
   slider.disabled = false;
   slider.min = String(Math.floor(lo * 1000) / 1000);
   slider.max = String(Math.ceil(hi * 1000) / 1000);
   const min = view.minScore ?? Number(slider.min);
   slider.value = String(min);
   $('#min-score-value').textContent = view.labels && !view.query ? `≥ ${pct(min)}` : `≥ ${min.toFixed(3)}`;
-  return view.minScore === null ? rows : rows.filter((r) => r.score >= view.minScore);
+  return view.minScore === null ? rows : rows.filter((_, score) => score >= view.minScore);
 }
 
 function render() {
@@ -536,6 +546,7 @@ function openLightbox(row) {
   const img = $('#lightbox-image');
   if (img.src) URL.revokeObjectURL(img.src);
   if (item.file) img.src = URL.createObjectURL(item.file);
+  else if (item.thumbnail) img.src = item.thumbnail;
   else img.removeAttribute('src');
   const parts = [item.path];
   const { scoreText, label } = describe(row);
@@ -580,8 +591,12 @@ window.search = {
     await openEntries(entriesFromFiles(files));
     return index.stats();
   },
-  query: (spec) => runQuery(spec),
-  zeroShot: (labels) => runLabels(labels),
+  query: (spec) => runQuery(spec).then(rankingList),
+  // The same, summarised (the count and the first `top`): what scripts timing 100,000 images ask
+  // for, since handing 100,000 objects to a script is itself a long task.
+  rank: (spec, top = 10) => runQuery(spec).then((q) => ({ count: q ? q.ranking.ids.length : 0, top: rankingList(q, top) })),
+  zeroShot: (labels) => runLabels(labels).then(labelList),
+  sort: (labels) => runLabels(labels).then((state) => ({ count: state?.zs?.order.length ?? 0 })),
   filterLabel(label) {
     view.labelFilter = label === null || label === undefined ? -1 : view.labels?.names.indexOf(label) ?? -1;
     view.minScore = null;

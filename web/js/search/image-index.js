@@ -10,15 +10,28 @@
 // Cache. Every embedding (and every decode failure) goes to IndexedDB under model id + path +
 // size + last-modified (store.js), so reopening a folder embeds only new or changed files.
 //
+// Vectors. The page keeps no embeddings: each one goes to the search worker (vector-client.js),
+// which holds the collection as one compact matrix and ranks it. The raw float32 embeddings stay
+// in IndexedDB only (what Export index and "more like this" read back).
+//
 // search/ owns the search page's data: the index and its pipeline (this file), the IndexedDB
 // store, folder listing, query math, the result grid and the index-import worker.
 // May import: clip.js and runtime/ (lower layers). Never ui/, widget/ or pages/.
 
 import { SearchStore, recordKey, rootOf } from './store.js';
 import { classify, collectionRoot } from './folder-files.js';
-import { unit, floatsToBase64, base64ToFloats } from './query.js';
+import { floatsToBase64 } from './query.js';
+import { INDEX_FORMAT, INDEX_VERSION } from './index-file.js';
+import { VectorClient } from './vector-client.js';
 
-export const INDEX_FORMAT = 'clip-web-search-index';
+export { INDEX_FORMAT };
+
+// Cache records looked up per step when a folder opens: a step's embeddings go to the worker
+// before the next is read, so a 100,000-image folder never has them all in the page at once.
+const LOOKUP_STEP = 2000;
+// Rows per step when an import is written to the cache, and per step of the export file.
+const STORE_STEP = 2000;
+const EXPORT_STEP = 500;
 
 // Failures that say something about the file (Python's exception types), worth caching; anything
 // else (a worker restarting, a model switch) is retried next time.
@@ -28,35 +41,6 @@ const yieldToPage = () => new Promise((r) => setTimeout(r, 0));
 
 function keyString(model, item) {
   return JSON.stringify(recordKey(model, item.path, item.size, item.lastModified));
-}
-
-// An index given as an object (already parsed): same shape as the worker's answer.
-function fromObject(data) {
-  if (!data || data.format !== INDEX_FORMAT || !Array.isArray(data.items)) {
-    throw new Error('not a clip-web search index (expected the JSON that "Export index" writes)');
-  }
-  const vectors = data.items.map((r) => base64ToFloats(r.embedding));
-  const d = vectors[0]?.length ?? 0;
-  const matrix = new Float32Array(vectors.length * d);
-  vectors.forEach((v, k) => matrix.set(v, k * d));
-  const { items, ...head } = data;
-  return { head, rows: items.map((r) => ({ path: r.path, size: r.size, lastModified: r.lastModified })), d, matrix };
-}
-
-function parseInWorker(source) {
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL('./import-worker.js', import.meta.url), { type: 'module', name: 'clip-web-index-import' });
-    worker.onmessage = (e) => {
-      worker.terminate();
-      if (e.data.ok) resolve({ head: e.data.head, rows: e.data.items, d: e.data.d, matrix: e.data.matrix });
-      else reject(new Error(e.data.message));
-    };
-    worker.onerror = (e) => {
-      worker.terminate();
-      reject(new Error(`could not read the index: ${e.message || 'the import worker failed to start'}`));
-    };
-    worker.postMessage({ source, format: INDEX_FORMAT });
-  });
 }
 
 export class SearchIndex extends EventTarget {
@@ -81,6 +65,8 @@ export class SearchIndex extends EventTarget {
     this.writing = Promise.resolve();
     this.textCache = new Map();
     this.rate = { times: [], start: 0, startEmbedded: 0 };
+    this.vectors = new VectorClient();
+    this.source = null; // { kind: 'folder' | 'file' | 'pack', url? }: where the collection came from
   }
 
   get modelId() {
@@ -106,6 +92,7 @@ export class SearchIndex extends EventTarget {
         item.id = id;
         this.reset(item);
       });
+      await this.vectors.reset(this.items.length);
     }
     if (this.items.length) this.start();
   }
@@ -118,8 +105,6 @@ export class SearchIndex extends EventTarget {
 
   reset(item) {
     item.status = 'pending';
-    item.embedding = null;
-    item.unit = null;
     item.reason = null;
     item.source = null;
   }
@@ -133,11 +118,13 @@ export class SearchIndex extends EventTarget {
   async open(entries, { name = null } = {}) {
     await this.stop();
     const { images, skipped } = classify(entries);
+    await this.vectors.reset(images.length); // before the new items show: no window where they are counted but not queued
     this.root = collectionRoot(entries);
     this.name = name ?? (this.root || `${images.length} files`);
     this.items = images.map((e, id) => ({ id, path: e.path, size: e.size, lastModified: e.lastModified, file: e.file }));
     this.items.forEach((item) => this.reset(item));
     this.skipped = skipped;
+    this.source = { kind: 'folder' };
     this.opened += 1;
     this.emit('open', { name: this.name });
     if (this.clip) this.start();
@@ -184,14 +171,18 @@ export class SearchIndex extends EventTarget {
 
     // 1. The cache: everything already embedded (or known to fail) for this model.
     const lookup = this.items.filter((i) => i.status === 'pending' && i.source !== 'checked');
-    const records = await store.getMany(lookup.map((i) => recordKey(model, i.path, i.size, i.lastModified)));
-    if (token.cancelled) return this.finish(token);
-    lookup.forEach((item, k) => {
-      const r = records[k];
-      if (r?.embedding) this.setEmbedding(item, r.embedding, 'cache');
-      else if (r?.error) this.fail(item, r.error, { source: 'cache', quiet: true });
-      else item.source = 'checked';
-    });
+    for (let start = 0; start < lookup.length; start += LOOKUP_STEP) {
+      const step = lookup.slice(start, start + LOOKUP_STEP);
+      const records = await store.getMany(step.map((i) => recordKey(model, i.path, i.size, i.lastModified)));
+      if (token.cancelled) return this.finish(token);
+      step.forEach((item, k) => {
+        const r = records[k];
+        if (r?.embedding) this.setEmbedding(item, r.embedding, 'cache');
+        else if (r?.error) this.fail(item, r.error, { source: 'cache', quiet: true });
+        else item.source = 'checked';
+      });
+      this.vectors.flush();
+    }
     this.emit('progress', this.progress());
 
     // 2. The pipeline over the rest.
@@ -279,6 +270,7 @@ export class SearchIndex extends EventTarget {
       records.push({ model, path: item.path, size: item.size, mtime: item.lastModified, root: rootOf(item.path), embedding, error: null });
     });
     this.rate.times = this.rate.times.slice(-64);
+    this.vectors.flush();
     this.persist(store, records);
     this.emit('progress', this.progress());
   }
@@ -288,9 +280,9 @@ export class SearchIndex extends EventTarget {
     this.writing = this.writing.then(() => store.putMany(records)).catch((err) => console.warn('cache write failed', err));
   }
 
+  // The embedding goes to the search worker; the item only records that it has one.
   setEmbedding(item, embedding, source) {
-    item.embedding = embedding;
-    item.unit = Float32Array.from(unit(embedding));
+    this.vectors.put(item.id, embedding);
     item.status = 'done';
     item.reason = null;
     item.source = source;
@@ -382,73 +374,141 @@ export class SearchIndex extends EventTarget {
     this.skipped = [];
     this.root = '';
     this.name = '';
+    this.source = null;
+    await this.vectors.reset(0);
     this.setState('empty');
     this.emit('open', { name: '' });
     return removed;
   }
 
+  // The raw embedding of a done item (Float32Array): from the search worker's exact file, else
+  // the cache, else (a browser without either) the worker's unit vector.
+  async embeddingOf(item) {
+    const row = await this.vectors.row(item.id);
+    if (row?.raw) return row.raw;
+    const store = await this.storePromise;
+    const [record] = await store.getMany([recordKey(this.model, item.path, item.size, item.lastModified)]);
+    if (record?.embedding) return record.embedding;
+    return row ? Float32Array.from(row.unit) : null;
+  }
+
+  // Unit query (Float64Array) -> { ids: Uint32Array, scores: Float32Array } over the done items,
+  // best first, ties by id (= path order).
+  rank(q, options) {
+    return this.vectors.rank(q, options);
+  }
+
+  // Unit label vectors -> { label, prob } by id and the ids in label, then confidence, order.
+  zeroShot(labels, logitScale, options) {
+    return this.vectors.zeroShot(labels, logitScale, options);
+  }
+
   // -> Blob of JSON: { format, version, model, embed_dim, root, items: [{ path, size,
-  // lastModified, embedding: base64 little-endian float32 }], skipped }.
+  // lastModified, embedding: base64 little-endian float32 }], skipped }. The embeddings are read
+  // back from the cache a step at a time (the page holds none).
   async exportIndex() {
     const done = this.items.filter((i) => i.status === 'done');
+    const store = await this.storePromise;
+    await this.writing;
+    const { d, exact } = await this.vectors.stats();
     const head = {
-      format: INDEX_FORMAT, version: 1, model: this.modelId, embed_dim: done[0]?.embedding.length ?? 0,
+      format: INDEX_FORMAT, version: INDEX_VERSION, model: this.modelId, embed_dim: done.length ? d : 0,
       name: this.name, root: this.root, created: new Date().toISOString(), count: done.length,
       skipped: this.stats().skipped,
     };
-    // Built as a Blob of Blobs, 500 rows each: one Blob of 20,000 strings (27 MB for 10,000
-    // images) is encoded in a single long task.
+    // Built as a Blob of Blobs, EXPORT_STEP rows each: one Blob of 20,000 strings (27 MB for
+    // 10,000 images) is encoded in a single long task.
     const blobs = [new Blob([JSON.stringify(head).slice(0, -1), ',"items":['])];
-    let parts = [];
-    for (let k = 0; k < done.length; k++) {
-      const i = done[k];
-      const row = { path: i.path, size: i.size, lastModified: i.lastModified, embedding: floatsToBase64(i.embedding) };
-      parts.push((k ? ',' : '') + JSON.stringify(row));
-      if (parts.length === 500) {
-        blobs.push(new Blob(parts));
-        parts = [];
-        await yieldToPage();
+    for (let start = 0; start < done.length; start += EXPORT_STEP) {
+      const step = done.slice(start, start + EXPORT_STEP);
+      const first = step[0].id;
+      // The exact file holds rows by id: one read for the step's ids. Without it, the cache.
+      const block = exact ? await this.vectors.raw(first, step[step.length - 1].id - first + 1) : null;
+      const records = exact ? [] : await store.getMany(step.map((i) => recordKey(this.model, i.path, i.size, i.lastModified)));
+      const parts = [];
+      for (let k = 0; k < step.length; k++) {
+        const i = step[k];
+        let embedding = block ? block.subarray((i.id - first) * d, (i.id - first + 1) * d) : records[k]?.embedding;
+        if (!embedding) embedding = await this.embeddingOf(i);
+        const row = { path: i.path, size: i.size, lastModified: i.lastModified, embedding: floatsToBase64(embedding) };
+        parts.push((start + k ? ',' : '') + JSON.stringify(row));
       }
+      blobs.push(new Blob(parts));
+      await yieldToPage();
     }
-    blobs.push(new Blob([...parts, ']}']));
+    blobs.push(new Blob([']}']));
     return new Blob(blobs, { type: 'application/json' });
   }
 
-  // Blob/File/string/object from exportIndex. The imported items become the collection; files
-  // of the open folder with the same path, size and date are kept, so thumbnails still show.
-  // The embeddings also go to the cache, so opening the folder afterwards embeds nothing.
+  // Blob/File/string/object from exportIndex or `clip-web index`. The imported items become the
+  // collection; files of the open folder with the same path, size and date are kept, so
+  // thumbnails still show. The embeddings also go to the cache, so opening the folder
+  // afterwards embeds nothing. Resolves once the collection is searchable; the cache is written
+  // after (this.writing).
   async importIndex(source) {
-    const parsed = source && typeof source === 'object' && !(source instanceof Blob) ? fromObject(source) : await parseInWorker(source);
-    const { head, rows, d, matrix } = parsed;
+    let spec;
+    if (typeof source === 'string') spec = { text: source };
+    else if (source instanceof Blob) spec = { blob: source };
+    else spec = { object: source };
+    return this.load(spec, { kind: 'file', cache: true });
+  }
+
+  // A published index of someone else's images (same format; items may name a thumbnail URL,
+  // relative to the pack's URL), fetched from a same-origin URL and searched as is: nothing is
+  // embedded and nothing is written to the cache.
+  async importPack(url) {
+    const href = new URL(url, location.href).href;
+    return this.load({ url: href }, { kind: 'pack', url: href, cache: false });
+  }
+
+  async load(spec, { kind, url = null, cache }) {
+    const parsed = await this.vectors.parse({ ...spec, model: this.modelId });
+    const { head, paths, sizes, mtimes, thumbnails } = parsed;
+    await this.stop();
+    const model = this.modelId ?? head.model;
     if (this.modelId && head.model !== this.modelId) {
+      // The model changed while the file was read.
+      await this.vectors.discard();
       throw new Error(`this index was made with the model "${head.model}", but "${this.modelId}" is loaded: choose that model first`);
     }
-    await this.stop();
     const files = new Map(this.items.filter((i) => i.file).map((i) => [`${i.path}\n${i.size}\n${i.lastModified}`, i.file]));
-    const items = [];
-    for (let k = 0; k < rows.length; k++) {
-      const row = rows[k];
-      const item = { id: k, path: row.path, size: row.size, lastModified: row.lastModified };
-      item.file = files.get(`${row.path}\n${row.size}\n${row.lastModified}`) ?? null;
-      // A copy, not a view: IndexedDB would store a view's whole underlying buffer.
-      this.setEmbedding(item, matrix.slice(k * d, (k + 1) * d), 'import');
-      items.push(item);
-      if (k % 500 === 499) await yieldToPage();
+    const items = new Array(paths.length);
+    for (let k = 0; k < paths.length; k++) {
+      const item = { id: k, path: paths[k], size: sizes[k], lastModified: mtimes[k], status: 'done', reason: null, source: 'import' };
+      item.file = files.get(`${item.path}\n${item.size}\n${item.lastModified}`) ?? null;
+      item.thumbnail = thumbnails[k];
+      items[k] = item;
+      if (k % 5000 === 4999) await yieldToPage();
     }
-    const data = head;
-    const store = await this.storePromise;
-    await store.putMany(items.map((i) => ({
-      model: data.model, path: i.path, size: i.size, mtime: i.lastModified, root: rootOf(i.path), embedding: i.embedding, error: null,
-    })));
-    const present = new Set(items.map((i) => i.path));
+    await this.vectors.commit();
     this.items = items;
-    this.skipped = (data.skipped ?? []).filter((s) => !present.has(s.path));
-    this.root = data.root ?? collectionRoot(items);
-    this.name = data.name || this.root || 'imported index';
+    const present = new Set(paths);
+    this.skipped = (head.skipped ?? []).filter((s) => s && typeof s.path === 'string' && !present.has(s.path));
+    this.root = typeof head.root === 'string' ? head.root : collectionRoot(items);
+    this.name = head.name || this.root || (kind === 'pack' ? 'pack' : 'imported index');
+    this.source = { kind, url };
     this.opened += 1;
-    this.emit('open', { name: this.name, imported: true });
+    if (cache) this.cacheImport(model, items);
+    else this.vectors.releaseRaw();
+    this.emit('open', { name: this.name, imported: true, pack: kind === 'pack' });
     this.setState('done');
     this.emit('done', this.progress());
     return this.stats();
+  }
+
+  // The imported embeddings into the cache, a step at a time, read back from the worker.
+  cacheImport(model, items) {
+    const vectors = this.vectors;
+    this.writing = this.writing.then(async () => {
+      const store = await this.storePromise;
+      for (let start = 0; start < items.length; start += STORE_STEP) {
+        const step = items.slice(start, start + STORE_STEP);
+        const raw = await vectors.raw(start, step.length);
+        const d = raw.length / step.length;
+        await store.putMany(step.map((i, k) => ({
+          model, path: i.path, size: i.size, mtime: i.lastModified, root: rootOf(i.path), embedding: raw.slice(k * d, (k + 1) * d), error: null,
+        })));
+      }
+    }).catch((err) => console.warn('cache write failed', err)).finally(() => vectors.releaseRaw().catch(() => {}));
   }
 }

@@ -30,10 +30,13 @@ export class ResultGrid {
   }
 
   get liveUrls() {
-    return this.urls.size;
+    let n = 0;
+    for (const url of this.urls.values()) if (url) n += 1;
+    return n;
   }
 
-  // rows: [{ item, score? }], already sorted and filtered; describe(row) -> { scoreText?, label? }
+  // rows: [{ item, score? }] or a RankedRows (anything with length and at(k)), already sorted and
+  // filtered; describe(row) -> { scoreText?, label? }
   // for the cards actually built. Cards of items already on show are moved, not rebuilt, so a
   // refresh while indexing does not reload (and flash) their thumbnails.
   show(rows, describe = () => ({})) {
@@ -42,7 +45,7 @@ export class ResultGrid {
     const next = new Map();
     const ordered = [];
     for (let k = 0; k < count; k++) {
-      const row = rows[k];
+      const row = rows.at(k);
       let card = this.cards.get(row.item);
       if (card) this.fill(card, row, k);
       else card = this.card(row, k);
@@ -69,11 +72,12 @@ export class ResultGrid {
     this.release(img);
   }
 
+  // (A pack's thumbnail is a plain URL, recorded as null: nothing to revoke.)
   release(img) {
     const url = this.urls.get(img);
-    if (!url) return;
+    if (url === undefined) return;
     img.removeAttribute('src');
-    URL.revokeObjectURL(url);
+    if (url) URL.revokeObjectURL(url);
     this.urls.delete(img);
   }
 
@@ -82,8 +86,9 @@ export class ResultGrid {
     const end = Math.min(this.rows.length, this.shown + PAGE);
     const fragment = document.createDocumentFragment();
     for (let k = this.shown; k < end; k++) {
-      const card = this.card(this.rows[k], k);
-      this.cards.set(this.rows[k].item, card);
+      const row = this.rows.at(k);
+      const card = this.card(row, k);
+      this.cards.set(row.item, card);
       fragment.append(card);
     }
     this.shown = end;
@@ -109,7 +114,7 @@ export class ResultGrid {
     thumb.className = 'thumb';
     thumb.title = item.path;
     thumb.setAttribute('aria-label', `Open ${item.path}`);
-    if (item.file) {
+    if (item.file || item.thumbnail) {
       const img = document.createElement('img');
       img.alt = '';
       img.decoding = 'async';
@@ -190,6 +195,9 @@ export class ResultGrid {
           const url = URL.createObjectURL(row.item.file);
           this.urls.set(img, url);
           img.src = url;
+        } else if (row?.item.thumbnail && !this.urls.has(img) && img.isConnected) {
+          this.urls.set(img, null);
+          img.src = row.item.thumbnail;
         }
         if (performance.now() > until) break;
       }

@@ -1,0 +1,433 @@
+// The search page's embeddings as one contiguous, compact matrix: one row per image (addressed
+// by the image's id in the collection), each row the image's unit vector scalar-quantised to int8
+// with its own scale. 512 bytes a row instead of 2,048 (float32): 100,000 images are 51 MB.
+// Why int8 and not float16: float16 halves float32 (102 MB at 100,000, over the page's 60 MB
+// budget for vectors) and int8 ranks as well for this use (docs/search-index.md has the measured
+// agreement: top-10 identical, scores within the tolerance below).
+//
+// Scoring runs in WebAssembly SIMD: the query is quantised to int16 (error ~1e-5 of a score, far
+// below int8's), and each row's dot product is sixteen int8 x int16 multiply-adds per step
+// (i32x4.dot_i16x8_s). 100,000 rows take a few milliseconds instead of ~50 in plain JavaScript.
+// A JavaScript loop computes the same integers where WebAssembly SIMD is missing.
+//
+// No DOM, no workers: the search worker (vector-worker.js) owns one of these; tests run it in
+// Node and in the page.
+
+// Every int8 score is within this of the float32 score (cosine units): the bound the tests assert.
+// Measured worst cases are ~2x smaller (docs/search-index.md).
+export const SCORE_TOLERANCE = 0.004;
+// Where the exact rows are at hand (exact-rows.js), the first EXACT_TOP places of every ranking are
+// exact: rows that could reach them given each row's proven error bound are scored again from
+// their float32 embedding. 100 covers the first page of results (84 cards).
+export const EXACT_TOP = 100;
+// A zero-shot sort scores again from float32 the rows whose best label could change within their
+// error bound, the most uncertain first, up to this many (all rows of a collection this size).
+export const ZERO_SHOT_EXACT_ROWS = 5000;
+// Rounding outside the integer dot product (float32 factors, float32 scores): well under 1e-6.
+const FLOAT_SLACK = 1e-6;
+
+const INT8_MAX = 127;
+const INT16_MAX = 32767;
+const LANES = 16; // int8 values per SIMD step: rows are padded to a multiple
+const PAGE = 65536; // WebAssembly memory page
+
+// ------------------------------------------------------------------------------------------------
+// The kernel, assembled here (a few dozen bytes; no build step, no binary file to keep in sync).
+//   dots(matrix, rows, stride, query, out): out[k] = sum_i matrix[k * stride + i] * query[i]
+//   matrix int8, query int16 (stride values), out int32; stride a multiple of 16.
+// ------------------------------------------------------------------------------------------------
+
+const OP = {
+  block: 0x02, loop: 0x03, end: 0x0b, brIf: 0x0d, get: 0x20, set: 0x21, tee: 0x22,
+  i32Store: 0x36, i32Const: 0x41, i32Eqz: 0x45, i32LtU: 0x49, i32Add: 0x6a, i32Shl: 0x74, void: 0x40,
+};
+const SIMD = (code) => [0xfd, ...uleb(code)];
+const V128_LOAD = (offset) => [...SIMD(0x00), 0, ...uleb(offset)];
+const V128_ZERO = [...SIMD(0x0c), ...new Array(16).fill(0)];
+const EXTEND_LOW = SIMD(0x87); // i16x8.extend_low_i8x16_s
+const EXTEND_HIGH = SIMD(0x88); // i16x8.extend_high_i8x16_s
+const DOT = SIMD(0xba); // i32x4.dot_i16x8_s
+const ADD = SIMD(0xae); // i32x4.add
+const LANE = (k) => [...SIMD(0x1b), k]; // i32x4.extract_lane
+
+function uleb(n) {
+  const out = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n) b |= 0x80;
+    out.push(b);
+  } while (n);
+  return out;
+}
+
+const section = (id, bytes) => [id, ...uleb(bytes.length), ...bytes];
+const name = (s) => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
+
+function kernelBytes() {
+  // params 0 matrix, 1 rows, 2 stride, 3 query, 4 out; locals 5 k, 6 i, 7 row, 8 acc, 9 v
+  const [M, N, S, Q, O, K, I, R, ACC, V] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const g = (l) => [OP.get, l];
+  const s = (l) => [OP.set, l];
+  const c = (n) => [OP.i32Const, ...uleb(n)]; // small non-negative constants only (< 64)
+  const queryAt = [...g(Q), ...g(I), ...c(1), OP.i32Shl, OP.i32Add];
+  const body = [
+    2, 3, 0x7f, 2, 0x7b, // locals: 3 x i32, 2 x v128
+    ...g(M), ...s(R), ...c(0), ...s(K),
+    OP.block, OP.void,
+    ...g(N), OP.i32Eqz, OP.brIf, 0,
+    OP.loop, OP.void,
+    ...V128_ZERO, ...s(ACC), ...c(0), ...s(I),
+    OP.loop, OP.void,
+    ...g(R), ...g(I), OP.i32Add, ...V128_LOAD(0), ...s(V),
+    ...g(ACC),
+    ...g(V), ...EXTEND_LOW, ...queryAt, ...V128_LOAD(0), ...DOT, ...ADD,
+    ...g(V), ...EXTEND_HIGH, ...queryAt, ...V128_LOAD(16), ...DOT, ...ADD,
+    ...s(ACC),
+    ...g(I), ...c(LANES), OP.i32Add, OP.tee, I, ...g(S), OP.i32LtU, OP.brIf, 0,
+    OP.end,
+    ...g(O), ...g(K), ...c(2), OP.i32Shl, OP.i32Add,
+    ...g(ACC), ...LANE(0), ...g(ACC), ...LANE(1), OP.i32Add, ...g(ACC), ...LANE(2), OP.i32Add,
+    ...g(ACC), ...LANE(3), OP.i32Add,
+    OP.i32Store, 2, 0,
+    ...g(R), ...g(S), OP.i32Add, ...s(R),
+    ...g(K), ...c(1), OP.i32Add, OP.tee, K, ...g(N), OP.i32LtU, OP.brIf, 0,
+    OP.end,
+    OP.end,
+    OP.end,
+  ];
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, [1, 0x60, 5, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0]),
+    ...section(2, [1, ...name('env'), ...name('memory'), 0x02, 0x00, 0x01]),
+    ...section(3, [1, 0]),
+    ...section(7, [1, ...name('dots'), 0x00, 0]),
+    ...section(10, [1, ...uleb(body.length), ...body]),
+  ]);
+}
+
+let kernelModule; // WebAssembly.Module | null (no SIMD) | undefined (not tried yet)
+function kernel() {
+  if (kernelModule === undefined) {
+    const bytes = kernelBytes();
+    kernelModule = typeof WebAssembly !== 'undefined' && WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
+  }
+  return kernelModule;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Quantisation
+// ------------------------------------------------------------------------------------------------
+
+// Raw embedding (any length-d numbers) -> int8 codes (into `codes`, length >= d), the factor
+// that turns codes back into the unit vector (unit ≈ codes * factor, as float32) and the length of
+// what that misses, ||unit - codes * factor||: the row's error bound (Cauchy-Schwarz: a unit
+// query's score moves by at most that much). The factor divides by the norm of the rounded codes,
+// so a dequantised row has length 1 (a row scores 1 against itself).
+export function quantiseRow(raw, codes) {
+  const d = raw.length;
+  let ss = 0;
+  for (let i = 0; i < d; i++) ss += raw[i] * raw[i];
+  const norm = Math.sqrt(ss);
+  let max = 0;
+  for (let i = 0; i < d; i++) max = Math.max(max, Math.abs(raw[i]));
+  if (!(norm > 0) || !(max > 0)) {
+    codes.fill(0, 0, d);
+    return { factor: 0, error: 0 };
+  }
+  const step = max / INT8_MAX; // raw units per code
+  let cc = 0;
+  for (let i = 0; i < d; i++) {
+    const v = Math.round(raw[i] / step);
+    codes[i] = v;
+    cc += v * v;
+  }
+  const factor = Math.fround(1 / Math.sqrt(cc));
+  let ee = 0;
+  for (let i = 0; i < d; i++) {
+    const e = raw[i] / norm - codes[i] * factor;
+    ee += e * e;
+  }
+  return { factor, error: Math.sqrt(ee) };
+}
+
+// A raw embedding -> its unit vector in float64 (the page's query math).
+function unitOf(raw) {
+  let ss = 0;
+  for (let i = 0; i < raw.length; i++) ss += raw[i] * raw[i];
+  const n = Math.sqrt(ss);
+  const out = new Float64Array(raw.length);
+  if (n > 0) for (let i = 0; i < raw.length; i++) out[i] = raw[i] / n;
+  return out;
+}
+
+function dot(a, b) {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
+// A unit query (Float64Array) -> int16 codes (length stride, zero-padded), its factor and the
+// length of what the codes miss (the query's share of the error bound).
+function quantiseQuery(q, stride) {
+  const codes = new Int16Array(stride);
+  let max = 0;
+  for (let i = 0; i < q.length; i++) max = Math.max(max, Math.abs(q[i]));
+  if (!(max > 0)) return { codes, factor: 0, error: 0 };
+  const step = max / INT16_MAX;
+  let ee = 0;
+  for (let i = 0; i < q.length; i++) {
+    codes[i] = Math.round(q[i] / step);
+    ee += (q[i] - codes[i] * step) ** 2;
+  }
+  return { codes, factor: step, error: Math.sqrt(ee) };
+}
+
+// float16 (IEEE half) round trip, kept for the measurement that chose int8 (benchmarks and tests).
+export function toFloat16Values(v) {
+  const f32 = new Float32Array(1);
+  const u32 = new Uint32Array(f32.buffer);
+  const out = new Float64Array(v.length);
+  for (let i = 0; i < v.length; i++) {
+    f32[0] = v[i];
+    const x = u32[0];
+    const sign = x >>> 31 ? -1 : 1;
+    const exp = ((x >>> 23) & 0xff) - 127;
+    if (exp < -24) out[i] = 0;
+    else if (exp < -14) out[i] = sign * Math.round(Math.abs(v[i]) * 2 ** 24) / 2 ** 24; // subnormal
+    else out[i] = sign * Math.round(Math.abs(v[i]) / 2 ** (exp - 10)) * 2 ** (exp - 10);
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// The matrix
+// ------------------------------------------------------------------------------------------------
+
+export class CompactVectors {
+  // capacity rows of d values. Rows are set by id (0..capacity-1), in any order; only rows that
+  // have been set take part in scoring.
+  constructor(capacity, d) {
+    this.d = d;
+    this.stride = Math.ceil(d / LANES) * LANES;
+    this.capacity = 0;
+    this.count = 0;
+    this.module = kernel();
+    this.allocate(Math.max(1, capacity));
+  }
+
+  get simd() {
+    return this.module !== null;
+  }
+
+  // Bytes held for the vectors: codes, factors and the presence mask (the WebAssembly memory's
+  // scratch for a query and its scores is counted too).
+  get bytes() {
+    const side = this.factors.byteLength + this.errors.byteLength + this.present.byteLength;
+    return (this.memory ? this.memory.buffer.byteLength : this.codes.byteLength) + side;
+  }
+
+  allocate(capacity) {
+    const old = this.capacity ? { codes: this.codes, factors: this.factors, errors: this.errors, present: this.present, capacity: this.capacity } : null;
+    const matrixBytes = capacity * this.stride;
+    const scratch = this.stride * 2 + capacity * 4; // the int16 query and the int32 scores
+    if (this.module) {
+      const pages = Math.ceil((matrixBytes + scratch + LANES) / PAGE);
+      this.memory = new WebAssembly.Memory({ initial: pages });
+      this.dots = new WebAssembly.Instance(this.module, { env: { memory: this.memory } }).exports.dots;
+      this.codes = new Int8Array(this.memory.buffer, 0, matrixBytes);
+      this.queryOffset = matrixBytes;
+      this.outOffset = matrixBytes + this.stride * 2;
+    } else {
+      this.memory = null;
+      this.codes = new Int8Array(matrixBytes);
+    }
+    this.factors = new Float32Array(capacity);
+    this.errors = new Float32Array(capacity);
+    this.present = new Uint8Array(capacity);
+    if (old) {
+      this.codes.set(old.codes.subarray(0, old.capacity * this.stride));
+      this.factors.set(old.factors);
+      this.errors.set(old.errors);
+      this.present.set(old.present);
+    }
+    this.capacity = capacity;
+  }
+
+  // id -> raw embedding (length d). Grows the matrix when id is past the end.
+  set(id, raw) {
+    if (raw.length !== this.d) throw new Error(`an embedding of ${raw.length} values in an index of ${this.d}`);
+    if (id >= this.capacity) this.allocate(Math.max(id + 1, Math.ceil(this.capacity * 1.5)));
+    const row = this.codes.subarray(id * this.stride, id * this.stride + this.d);
+    const { factor, error } = quantiseRow(raw, row);
+    this.factors[id] = factor;
+    this.errors[id] = error;
+    if (!this.present[id]) this.count += 1;
+    this.present[id] = 1;
+  }
+
+  has(id) {
+    return id < this.capacity && this.present[id] === 1;
+  }
+
+  // The dequantised unit vector of a row (what "more like this" falls back to without the raw one).
+  row(id) {
+    const out = new Float64Array(this.d);
+    const f = this.factors[id];
+    const base = id * this.stride;
+    for (let i = 0; i < this.d; i++) out[i] = this.codes[base + i] * f;
+    return out;
+  }
+
+  // Unit query q (length d) -> Float32Array(capacity) of cosines (rows not set: 0). Row k's is
+  // within bound(k) of the float32 score (this.queryError is the query's share, set here).
+  scores(q) {
+    const { codes: qc, factor, error } = quantiseQuery(q, this.stride);
+    this.queryError = error;
+    const n = this.capacity;
+    const out = new Float32Array(n);
+    let dots;
+    if (this.module) {
+      new Int16Array(this.memory.buffer, this.queryOffset, this.stride).set(qc);
+      this.dots(0, n, this.stride, this.queryOffset, this.outOffset);
+      dots = new Int32Array(this.memory.buffer, this.outOffset, n);
+    } else {
+      dots = new Int32Array(n);
+      const c = this.codes;
+      const s = this.stride;
+      for (let k = 0; k < n; k++) {
+        let a = 0;
+        const base = k * s;
+        for (let i = 0; i < s; i++) a += c[base + i] * qc[i];
+        dots[k] = a;
+      }
+    }
+    for (let k = 0; k < n; k++) out[k] = this.present[k] ? dots[k] * this.factors[k] * factor : 0;
+    return out;
+  }
+
+  bound(k) {
+    return this.errors[k] * (1 + this.queryError) + this.queryError + FLOAT_SLACK;
+  }
+
+  // -> { ids: Uint32Array, scores: Float32Array } of the rows set, best first; ties by id (the
+  // collection's ids follow its path order, so this is the page's "ties by path").
+  // exact (an ExactRows, or null): the first `top` places are then exact. Every row whose score
+  // plus its bound reaches T, the top-th best of (score - bound), is scored again from float32:
+  // the exact top rows are all among them, and every other row is below them all.
+  rank(q, exact = null, top = EXACT_TOP) {
+    const all = this.scores(q);
+    let refined = 0;
+    if (exact && this.count) {
+      const k = Math.min(top, this.count);
+      const lower = new Float32Array(this.count);
+      let m = 0;
+      for (let r = 0; r < this.capacity; r++) if (this.present[r]) lower[m++] = all[r] - this.bound(r);
+      lower.sort();
+      const threshold = lower[this.count - k];
+      for (let r = 0; r < this.capacity; r++) {
+        if (!this.present[r] || all[r] + this.bound(r) < threshold) continue;
+        const raw = exact.read(r);
+        if (!raw) continue;
+        all[r] = dot(unitOf(raw), q);
+        refined += 1;
+      }
+    }
+    return { ...orderByScore(all, this.present, this.count), refined };
+  }
+
+  // Zero-shot over rows: unit label vectors -> { label: Uint16Array(capacity), prob:
+  // Float32Array(capacity) }: softmax over labels of logitScale * cosine, the best label and its
+  // probability (rows not set: label 0, prob 0).
+  // exact (an ExactRows, or null): rows whose best label could change within their error bound
+  // are scored again from float32, the most uncertain first, up to `budget` rows (every row when
+  // the collection has no more than that).
+  zeroShot(labels, logitScale, exact = null, budget = ZERO_SHOT_EXACT_ROWS) {
+    const n = this.capacity;
+    const per = [];
+    let labelError = 0;
+    for (const l of labels) {
+      per.push(this.scores(l));
+      labelError = Math.max(labelError, this.queryError);
+    }
+    const label = new Uint16Array(n);
+    const prob = new Float32Array(n);
+    const margin = new Float32Array(n); // best minus second logit, less the worst case (2 bounds)
+    const logits = new Float64Array(labels.length);
+    for (let k = 0; k < n; k++) {
+      if (!this.present[k]) continue;
+      for (let j = 0; j < per.length; j++) logits[j] = logitScale * per[j][k];
+      const z = softmaxBest(logits);
+      label[k] = z.best;
+      prob[k] = z.prob;
+      const bound = this.errors[k] * (1 + labelError) + labelError + FLOAT_SLACK;
+      margin[k] = z.margin - 2 * logitScale * bound;
+    }
+    let refined = 0;
+    if (exact && this.count) {
+      const todo = [];
+      for (let k = 0; k < n; k++) if (this.present[k] && (this.count <= budget || margin[k] <= 0)) todo.push(k);
+      if (todo.length > budget) todo.sort((a, b) => margin[a] - margin[b]).length = budget;
+      for (const k of todo) {
+        const raw = exact.read(k);
+        if (!raw) continue;
+        const u = unitOf(raw);
+        for (let j = 0; j < labels.length; j++) logits[j] = logitScale * dot(u, labels[j]);
+        const z = softmaxBest(logits);
+        label[k] = z.best;
+        prob[k] = z.prob;
+        refined += 1;
+      }
+    }
+    return { label, prob, refined };
+  }
+}
+
+// logits -> { best (first of equals), prob: its softmax probability, margin: best - second logit }.
+function softmaxBest(logits) {
+  let max = -Infinity;
+  for (let j = 0; j < logits.length; j++) max = Math.max(max, logits[j]);
+  let sum = 0;
+  let best = 0;
+  let bestExp = -1;
+  for (let j = 0; j < logits.length; j++) {
+    const e = Math.exp(logits[j] - max);
+    sum += e;
+    if (e > bestExp) {
+      bestExp = e;
+      best = j;
+    }
+  }
+  let second = -Infinity;
+  for (let j = 0; j < logits.length; j++) if (j !== best) second = Math.max(second, logits[j]);
+  return { best, prob: bestExp / sum, margin: logits.length > 1 ? logits[best] - second : Infinity };
+}
+
+// Sorting numbers without a comparator is several times faster than with one: each key packs the
+// score's order (float32 bits made monotonic, highest first) above the id, exactly in a double.
+const ID_BITS = 21; // ids below 2,097,152
+export const MAX_ROWS = 2 ** ID_BITS;
+
+export function orderByScore(scores, present, count) {
+  const f32 = new Float32Array(1);
+  const u32 = new Uint32Array(f32.buffer);
+  const keys = new Float64Array(count);
+  let m = 0;
+  for (let k = 0; k < scores.length; k++) {
+    if (!present[k]) continue;
+    f32[0] = scores[k];
+    const bits = u32[0];
+    // Ascending sort of keys = descending scores: negative floats flip all bits, positive only the sign.
+    const ascending = bits & 0x80000000 ? ~bits >>> 0 : (bits | 0x80000000) >>> 0;
+    keys[m++] = (0xffffffff - ascending) * MAX_ROWS + k;
+  }
+  keys.sort();
+  const ids = new Uint32Array(m);
+  const out = new Float32Array(m);
+  for (let r = 0; r < m; r++) {
+    const id = keys[r] % MAX_ROWS;
+    ids[r] = id;
+    out[r] = scores[id];
+  }
+  return { ids, scores: out };
+}

@@ -1,0 +1,74 @@
+// The collection's raw float32 embeddings on disk, one fixed-size row per image id, in a file of
+// the origin private file system read and written through a synchronous access handle (dedicated
+// workers only; reads of a 2 KB row take microseconds). The search worker keeps only the compact
+// int8 matrix in memory and reads exact rows from here for what must be exact: the head of every
+// ranking, the uncertain rows of a zero-shot sort, "more like this", the export and the cache.
+//
+// One file per worker (per tab), named at random and emptied on reset; files left by tabs that
+// closed are removed when a worker starts (a file another tab holds open is locked and skipped).
+// Where the file system is missing (old browsers, some private modes) open() gives null and the
+// page ranks on the compact vectors alone.
+
+const FOLDER = 'clip-web-search-vectors';
+
+export class ExactRows {
+  constructor(dir, name, handle) {
+    this.dir = dir;
+    this.name = name;
+    this.handle = handle;
+    this.d = 0;
+  }
+
+  static async open() {
+    try {
+      if (!self.navigator?.storage?.getDirectory || typeof FileSystemFileHandle === 'undefined') return null;
+      if (!('createSyncAccessHandle' in FileSystemFileHandle.prototype)) return null;
+      const root = await navigator.storage.getDirectory();
+      const dir = await root.getDirectoryHandle(FOLDER, { create: true });
+      for await (const [name] of dir.entries()) {
+        await dir.removeEntry(name).catch(() => {}); // another tab's open file: locked, kept
+      }
+      const name = `rows-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}.f32`;
+      const file = await dir.getFileHandle(name, { create: true });
+      return new ExactRows(dir, name, await file.createSyncAccessHandle());
+    } catch (err) {
+      console.warn('no file for exact embeddings; ranking on the compact ones only', err);
+      return null;
+    }
+  }
+
+  reset(d) {
+    this.d = d;
+    this.handle.truncate(0);
+  }
+
+  // rows: Float32Array(m * d) for ids[0..m-1]. Contiguous runs of ids go in one write.
+  write(ids, rows, d) {
+    if (this.d !== d) this.reset(d);
+    const bytes = d * 4;
+    let k = 0;
+    while (k < ids.length) {
+      let end = k + 1;
+      while (end < ids.length && ids[end] === ids[end - 1] + 1) end += 1;
+      const part = new Uint8Array(rows.buffer, rows.byteOffset + k * bytes, (end - k) * bytes);
+      const written = this.handle.write(part, { at: ids[k] * bytes });
+      if (written !== part.byteLength) throw new Error(`the exact-embeddings file took ${written} of ${part.byteLength} bytes (disk full?)`);
+      k = end;
+    }
+  }
+
+  // id -> Float32Array(d), or null when the row was never written.
+  read(id) {
+    const out = new Float32Array(this.d);
+    const got = this.handle.read(new Uint8Array(out.buffer), { at: id * this.d * 4 });
+    return got === out.byteLength ? out : null;
+  }
+
+  // Rows start..start+count-1 in one read (Float32Array(count * d)); rows never written (past
+  // the end of the file) read as zeros.
+  readRange(start, count) {
+    const out = new Float32Array(count * this.d);
+    this.handle.read(new Uint8Array(out.buffer), { at: start * this.d * 4 });
+    return out;
+  }
+}

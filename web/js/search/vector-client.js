@@ -1,0 +1,93 @@
+// The page's side of the search worker (vector-worker.js): embeddings go in as they arrive
+// (buffered, sent a batch per message, transferred), rankings and zero-shot sorts come back as
+// typed arrays. Messages are answered in order, so a rank() sent after put() sees those vectors.
+
+import { WorkerClient } from '../runtime/rpc.js';
+
+// Embeddings buffered before one message: ~1 MB of float32 at 512 values.
+const FLUSH_ROWS = 512;
+
+export class VectorClient {
+  constructor() {
+    this.client = null;
+    this.outIds = [];
+    this.outData = [];
+    this.d = 0;
+  }
+
+  get worker() {
+    if (!this.client) {
+      const worker = new Worker(new URL('./vector-worker.js', import.meta.url), { type: 'module', name: 'clip-web-search' });
+      this.client = new WorkerClient(worker);
+    }
+    return this.client;
+  }
+
+  reset(capacity) {
+    this.outIds = [];
+    this.outData = [];
+    return this.worker.call('reset', { capacity });
+  }
+
+  // id, raw embedding (Float32Array): buffered; flush() (or any query) sends them.
+  put(id, embedding) {
+    if (this.d && embedding.length !== this.d) this.flush();
+    this.d = embedding.length;
+    this.outIds.push(id);
+    this.outData.push(embedding);
+    if (this.outIds.length >= FLUSH_ROWS) this.flush();
+  }
+
+  flush() {
+    if (!this.outIds.length) return Promise.resolve();
+    const d = this.d;
+    const ids = Uint32Array.from(this.outIds);
+    const data = new Float32Array(ids.length * d);
+    this.outData.forEach((v, k) => data.set(v, k * d));
+    this.outIds = [];
+    this.outData = [];
+    return this.worker.call('put', { ids, data, d }, [ids.buffer, data.buffer]);
+  }
+
+  // compact: the int8 scores alone, without the exact pass over the first places.
+  rank(q, { compact = false } = {}) {
+    this.flush();
+    return this.worker.call('rank', { q, compact });
+  }
+
+  zeroShot(labels, logitScale, { compact = false } = {}) {
+    this.flush();
+    return this.worker.call('zeroShot', { labels, logitScale, compact });
+  }
+
+  row(id) {
+    this.flush();
+    return this.worker.call('row', { id });
+  }
+
+  stats() {
+    this.flush();
+    return this.worker.call('stats');
+  }
+
+  // source: { text | blob | url | object, model } -> { head, d, paths, sizes, mtimes, thumbnails }.
+  parse(source) {
+    return this.worker.call('parse', source);
+  }
+
+  commit() {
+    return this.worker.call('commit');
+  }
+
+  discard() {
+    return this.worker.call('discard');
+  }
+
+  raw(start, count) {
+    return this.worker.call('raw', { start, count });
+  }
+
+  releaseRaw() {
+    return this.worker.call('releaseRaw');
+  }
+}

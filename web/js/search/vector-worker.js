@@ -1,0 +1,194 @@
+// The search worker: owns the collection's embeddings (compact-vectors.js) and does every
+// operation over all of them off the main thread: ranking a query, zero-shot sorting, reading
+// index files and packs. The page sends raw embeddings in and gets back typed arrays of ids and
+// scores (transferred, not copied), so a 100,000-image collection never runs a long task there.
+//
+// The raw float32 embeddings go to a file (exact-rows.js), read back for what must be exact: the
+// first places of a ranking, uncertain zero-shot rows, "more like this", the export and the cache.
+//
+// Reading an index is staged: parse() builds a new matrix beside the current one, and only
+// commit() replaces it, so a file that is refused (damaged, foreign, another model's) loses nothing.
+
+import { serve, withTransfer, RpcError } from '../runtime/rpc.js';
+import { CompactVectors, MAX_ROWS, orderByScore } from './compact-vectors.js';
+import { readIndex, parseJson } from './index-file.js';
+import { ExactRows } from './exact-rows.js';
+
+const exactReady = ExactRows.open(); // null where the browser has no file for it
+// Rows per write when an import's embeddings go to the exact file.
+const WRITE_ROWS = 4096;
+
+let vectors = null; // CompactVectors | null (nothing yet)
+let capacity = 0;
+let staged = null; // { vectors, raw: Float32Array, d } from parse(), until commit() / discard()
+let raw = null; // the committed import's raw embeddings, until the page has stored them
+
+function ensure(d) {
+  if (!vectors || vectors.d !== d) vectors = new CompactVectors(capacity, d);
+  return vectors;
+}
+
+async function readSource({ text, blob, url, object }) {
+  if (object) return object;
+  if (blob) return parseJson(await blob.text());
+  if (url) {
+    let response;
+    try {
+      response = await fetch(url, { credentials: 'same-origin' });
+    } catch (err) {
+      throw new RpcError(`could not fetch ${url} (${err.message})`, 'fetch_failed');
+    }
+    if (!response.ok) throw new RpcError(`could not fetch ${url}: HTTP ${response.status}`, 'fetch_failed');
+    return parseJson(await response.text());
+  }
+  return parseJson(text);
+}
+
+serve({
+  // A new collection of `capacity` images (ids 0..capacity-1): the old vectors are dropped.
+  async reset({ capacity: n }) {
+    capacity = n;
+    vectors = null;
+    raw = null;
+    (await exactReady)?.reset(0);
+    return true;
+  },
+
+  // ids: Uint32Array(m), data: Float32Array(m * d) raw embeddings.
+  async put({ ids, data, d }) {
+    if (!ids.length) return vectors?.count ?? 0;
+    const v = ensure(d);
+    for (let k = 0; k < ids.length; k++) v.set(ids[k], data.subarray(k * d, (k + 1) * d));
+    (await exactReady)?.write(ids, data, d);
+    return v.count;
+  },
+
+  // q: unit query (Float64Array) -> { ids, scores } of every vector, best first.
+  // compact: skip the exact pass (what the tests compare the compact scores with).
+  async rank({ q, compact = false }) {
+    if (!vectors || !vectors.count) return { ids: new Uint32Array(0), scores: new Float32Array(0), refined: 0 };
+    if (q.length !== vectors.d) throw new RpcError(`a query of ${q.length} values for embeddings of ${vectors.d}`, 'bad_query');
+    const exact = compact ? null : await exactReady;
+    const t0 = performance.now();
+    const { ids, scores, refined } = vectors.rank(q, exact);
+    return withTransfer({ ids, scores, refined, ms: performance.now() - t0 }, [ids.buffer, scores.buffer]);
+  },
+
+  // labels: unit label vectors -> { label: Uint16Array, prob: Float32Array } by id, and order:
+  // the ids sorted by label, then the most confident first (ties by id).
+  async zeroShot({ labels, logitScale, compact = false }) {
+    if (!vectors || !vectors.count) return { label: new Uint16Array(0), prob: new Float32Array(0), order: new Uint32Array(0), refined: 0 };
+    const exact = compact ? null : await exactReady;
+    const t0 = performance.now();
+    const { label, prob, refined } = vectors.zeroShot(labels, logitScale, exact);
+    const order = new Uint32Array(vectors.count);
+    let at = 0;
+    const member = new Uint8Array(vectors.capacity);
+    for (let j = 0; j < labels.length; j++) {
+      let n = 0;
+      for (let k = 0; k < vectors.capacity; k++) {
+        member[k] = vectors.present[k] && label[k] === j ? 1 : 0;
+        n += member[k];
+      }
+      if (!n) continue;
+      order.set(orderByScore(prob, member, n).ids, at);
+      at += n;
+    }
+    return withTransfer({ label, prob, order, refined, ms: performance.now() - t0 }, [label.buffer, prob.buffer, order.buffer]);
+  },
+
+  // A row's raw embedding from the exact file (Float32Array) and its dequantised unit vector
+  // (Float64Array); null when the id has none.
+  async row({ id }) {
+    if (!vectors?.has(id)) return null;
+    const exact = await exactReady;
+    return { raw: exact ? exact.read(id) : null, unit: vectors.row(id) };
+  },
+
+  async stats() {
+    return {
+      count: vectors?.count ?? 0, bytes: vectors?.bytes ?? 0, simd: vectors?.simd ?? null, d: vectors?.d ?? null, capacity,
+      exact: Boolean(await exactReady),
+    };
+  },
+
+  // An index file (text, Blob, same-origin URL or parsed object) -> its head and rows; the
+  // vectors wait, staged, for commit(). model: the loaded model's id (null: not known yet).
+  async parse(source) {
+    staged = null;
+    const { head, rows, d, matrix } = readIndex(await readSource(source));
+    if (source.model && head.model !== source.model) {
+      throw new RpcError(`this index was made with the model "${head.model}", but "${source.model}" is loaded: choose that model first`, 'other_model');
+    }
+    if (rows.length > MAX_ROWS) throw new RpcError(`an index of ${rows.length} images is more than this page holds (${MAX_ROWS})`, 'too_big');
+    // The page's ids follow path order (its ties rank by path): a pack in another order is sorted.
+    const order = rows.map((_, k) => k);
+    let sorted = true;
+    for (let k = 1; k < rows.length; k++) if (!(rows[k - 1].path < rows[k].path)) sorted = false;
+    if (!sorted) order.sort((a, b) => (rows[a].path < rows[b].path ? -1 : rows[a].path > rows[b].path ? 1 : a - b));
+    const seen = new Set();
+    const next = new CompactVectors(rows.length, d || 1);
+    const rawSorted = sorted ? matrix : new Float32Array(matrix.length);
+    const out = { paths: [], sizes: new Float64Array(rows.length), mtimes: new Float64Array(rows.length), thumbnails: [] };
+    order.forEach((src, id) => {
+      const r = rows[src];
+      if (seen.has(r.path)) throw new RpcError(`${r.path} is in the index twice (the file is damaged)`, 'bad_index');
+      seen.add(r.path);
+      const v = matrix.subarray(src * d, (src + 1) * d);
+      if (!sorted) rawSorted.set(v, id * d);
+      if (d) next.set(id, v);
+      out.paths.push(r.path);
+      out.sizes[id] = r.size;
+      out.mtimes[id] = r.lastModified;
+      out.thumbnails.push(r.thumbnail);
+    });
+    if (source.url) {
+      // Thumbnails are relative to the pack's own URL.
+      const base = new URL(source.url, self.location.href);
+      out.thumbnails = out.thumbnails.map((t) => (t ? new URL(t, base).href : null));
+    }
+    staged = { vectors: next, raw: rawSorted, d, n: rows.length };
+    return withTransfer({ head, d, ...out }, [out.sizes.buffer, out.mtimes.buffer]);
+  },
+
+  async commit() {
+    if (!staged) throw new RpcError('nothing to commit', 'no_import');
+    const { d, n } = staged;
+    vectors = n ? staged.vectors : null;
+    capacity = n;
+    raw = staged.raw;
+    staged = null;
+    const exact = await exactReady;
+    if (exact) {
+      exact.reset(d);
+      for (let start = 0; start < n; start += WRITE_ROWS) {
+        const count = Math.min(WRITE_ROWS, n - start);
+        exact.write(Uint32Array.from({ length: count }, (_, k) => start + k), raw.subarray(start * d, (start + count) * d), d);
+      }
+      raw = null; // read back from the file from now on
+    }
+    return vectors?.count ?? 0;
+  },
+
+  discard() {
+    staged = null;
+    return true;
+  },
+
+  // The committed import's raw embeddings, start..start+count rows, for the page's store.
+  async raw({ start, count }) {
+    const exact = await exactReady;
+    let out;
+    if (exact && vectors) out = exact.readRange(start, count);
+    else if (raw) {
+      const d = raw.length / Math.max(1, capacity);
+      out = raw.slice(start * d, (start + count) * d);
+    } else throw new RpcError('the imported embeddings were released', 'released');
+    return withTransfer(out, [out.buffer]);
+  },
+
+  releaseRaw() {
+    raw = null;
+    return true;
+  },
+});
