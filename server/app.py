@@ -10,6 +10,7 @@ URL map:
     /api/runtime            where the browser finds all of the above
     /api/models             model manifests: presets + the local folder
     /embed                  the widget in an iframe, with a postMessage API
+    /sw.js                  the service worker that keeps the app usable offline (server/offline.py)
     /healthz                liveness, and whether the assets are in place
 """
 
@@ -20,7 +21,7 @@ import os
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.datastructures import Headers
 from starlette.staticfiles import NotModifiedResponse, StaticFiles
 
@@ -32,6 +33,7 @@ from .assets import ENCODING_SUFFIXES, LOCK_NAME, encoded_dir, missing_assets, o
 from .middleware import RequestLogMiddleware, SecurityHeadersMiddleware
 from .precompile import FOLDER as PYC_FOLDER, PYC_LOCK_NAME, STDLIB_NAME as PYC_STDLIB
 from .models import list_models
+from . import offline
 from .python_snapshot import FOLDER as SNAPSHOT_FOLDER, PREFIX as SNAPSHOT_PREFIX, current_snapshot, inputs as snapshot_inputs
 from .settings import Settings
 
@@ -44,6 +46,7 @@ for _type, _ext in (
     ("application/octet-stream", ".onnx"),
     ("application/zip", ".whl"),
     ("application/json", ".json"),
+    ("application/manifest+json", ".webmanifest"),
 ):
     mimetypes.add_type(_type, _ext)
 
@@ -207,6 +210,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return list_models(settings)
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=500)
+
+    def api_answer(path: str) -> bytes:
+        """The body /api/runtime or /api/models sends, byte for byte."""
+        found = {"/api/runtime": runtime, "/api/models": models}[path]()
+        return found.body if isinstance(found, Response) else JSONResponse(found).body
+
+    @app.api_route("/" + offline.SERVICE_WORKER, methods=GET_HEAD)
+    def service_worker():
+        # Revalidated on every visit: its bytes are the app's version (server/offline.py).
+        try:
+            script = offline.service_worker(settings, api_answer)
+        except (OSError, ValueError, KeyError) as exc:
+            return Response(f"// the service worker could not be built: {exc}\n", status_code=503,
+                            media_type="text/javascript", headers={"Cache-Control": "no-store"})
+        return Response(script, media_type="text/javascript", headers={"Cache-Control": REVALIDATE})
 
     app.mount(
         f"/assets/pyodide-{pins.PYODIDE_VERSION}",

@@ -5,7 +5,8 @@ nothing else (other responses state framing only, see server/middleware.py):
 
     default-src 'none'                          anything not listed below is refused
     script-src 'self' 'wasm-unsafe-eval'        our module scripts; WebAssembly (Pyodide, onnxruntime-web)
-    worker-src 'self'                           our module workers
+    worker-src 'self'                           our module workers, and the service worker (/sw.js)
+    manifest-src 'self'                         the web app manifest (manifest.webmanifest)
     connect-src 'self' <model hosts>            /api/*, the runtime, /models/, and each configured
                                                 model file's host (HuggingFace and its CDN hosts)
     img-src 'self' blob:                        the favicon; thumbnails and previews of local files
@@ -89,6 +90,7 @@ def page_policy(path: str, model_hosts: list[str]) -> str:
         "default-src 'none'",
         "script-src 'self' 'wasm-unsafe-eval'",
         "worker-src 'self'",
+        "manifest-src 'self'",
         "connect-src " + " ".join(connect),
         "img-src 'self' blob:",
         "style-src 'self'",

@@ -7,6 +7,7 @@ Layout of an export (the same URLs `clip-web serve` answers, so every page works
     assets/ort-X/                   onnxruntime-web
     assets/vocab/                   OpenAI's BPE merges file
     api/runtime, api/models         the two JSON answers, as files (made by the app itself)
+    sw.js                           the service worker with this export's build (server/offline.py)
     models/                         --models-dir, copied as the server serves it
     FILE.br, FILE.gz                beside a runtime file: its precompressed copies, where the
                                     server has current ones (for nginx gzip_static, Caddy precompressed)
@@ -34,11 +35,14 @@ from . import pins
 from .assets import ENCODING_SUFFIXES, encoded_dir, missing_assets, ort_dir, pyodide_dir, vocab_path
 from .csp import FRAMED_BY_ANY_SITE, frame_ancestors, policy_for
 from .middleware import COMMON_HEADERS
+from .offline import API_PATHS, SERVICE_WORKER
 from .python_snapshot import FOLDER as SNAPSHOT_FOLDER
 from .settings import Settings
 
 DEPLOY_FOLDER = "_deploy"
-API_PATHS = ("/api/runtime", "/api/models")
+# The app's own answers written as files: the JSON answers, and the service worker, whose build
+# (version, saved files) is made from them.
+APP_ANSWERS = (*API_PATHS, "/" + SERVICE_WORKER)
 JSON_TYPE = "application/json"
 
 
@@ -359,7 +363,7 @@ def export(settings: Settings, dest: Path, force: bool = False, prepare: bool = 
 
     app = create_app(settings)
     answers = {}
-    for path in API_PATHS:
+    for path in APP_ANSWERS:
         status, _, body = _asgi_get(app, path)
         if status != 200:
             raise ExportError(f"{path} answered {status}: {body.decode(errors='replace')}")

@@ -74,8 +74,10 @@ def free_port() -> int:
 class LiveServer:
     """A real `clip-web serve` in a subprocess, on a free port."""
 
-    def __init__(self, tmp: Path, models_dir: Path | None, extra_args=(), env: dict | None = None):
-        self.port = free_port()
+    def __init__(self, tmp: Path, models_dir: Path | None, extra_args=(), env: dict | None = None,
+                 port: int | None = None):
+        # `port`: the same origin again, for a test that stops the server and starts it anew.
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.request_log = tmp / f"requests-{self.port}.jsonl"
         self.stderr_path = tmp / f"server-{self.port}.log"

@@ -19,7 +19,7 @@ HF = "https://huggingface.co https://*.huggingface.co https://*.hf.co"
 
 
 def expected(connect: str, framing: str = "'self'") -> str:
-    return ("default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
+    return ("default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; manifest-src 'self'; "
             f"connect-src {connect}; img-src 'self' blob:; style-src 'self'; object-src 'none'; "
             f"base-uri 'self'; form-action 'self'; frame-ancestors {framing}")
 

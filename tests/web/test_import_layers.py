@@ -28,6 +28,7 @@ LAYERS = [
     ("js/widget/", "widget", 3),
     ("js/pages/", "pages", 4),
     ("widget.js", "entry", 5),
+    ("sw.js", "service worker", 5),  # imports nothing: the server fills in its build (server/offline.py)
 ]
 
 # Static imports and re-exports, literal dynamic imports, and module URLs built from import.meta.url

@@ -2,13 +2,15 @@
 // threads controls (rendered here, kept in the URL query), model loading with progress, errors with
 // a retry button, notices, and the page state that people and tests wait on
 // (document.body.dataset.state = loading | ready | error). drop-zone.js takes files (input, drop,
-// paste); progress-view.js draws download bars; memory-advice.js says when a model will not fit.
+// paste); progress-view.js draws download bars; memory-advice.js says when a model will not fit;
+// offline.js registers the service worker once a page is ready and says whether it is saved.
 // May import: clip.js and runtime/ (lower layers). Never pages/, search/ or widget/.
 
 import { createClip, listModels, pauseModelDownloads, persistStorage } from '../clip.js';
 import { renderProgress } from './progress-view.js';
 import { MODEL_CACHE } from '../runtime/model-fetch.js';
 import { memoryAdvice, looksLikeOutOfMemory } from './memory-advice.js';
+import { enableOffline, onOfflineStatus, describeOffline } from './offline.js';
 
 export const BACKENDS = ['wasm', 'webgpu', 'webgl'];
 
@@ -46,7 +48,14 @@ export function renderControls(slot = document.querySelector('#page-controls')) 
     }
   });
   const runtimeInfo = Object.assign(document.createElement('p'), { id: 'runtime-info', className: 'muted' });
-  slot.replaceChildren(form, message, notices, progress, pause, runtimeInfo);
+  const offline = Object.assign(document.createElement('p'), { id: 'offline-status', className: 'muted', hidden: true });
+  offline.setAttribute('role', 'status');
+  slot.replaceChildren(form, message, notices, progress, pause, runtimeInfo, offline);
+  onOfflineStatus((s) => {
+    offline.textContent = describeOffline(s);
+    offline.hidden = !offline.textContent;
+    offline.classList.toggle('notice', s.state === 'offline' || s.state === 'updated');
+  });
 }
 
 // The Pause button shows while a model file is being downloaded (not read from the cache). The
@@ -243,6 +252,7 @@ export async function setupPage({ onLoad, onUnload = () => {}, encoders = null }
       document.querySelector('#pause-download').hidden = true;
       await onLoad(clip);
       setState('ready');
+      enableOffline();
     } catch (err) {
       if (mine !== generation) return;
       console.error(err);
