@@ -8,8 +8,9 @@ cache name and then deletes the old cache: a page never mixes files of two versi
 
 What is saved is what a page fetches when it starts on the default (wasm) backend: the pages and
 their modules (all of web/), the two JSON answers, Pyodide's core, the lock the pages boot from and
-its wheels, the stdlib, the served Python snapshot, the vocab, and onnxruntime-web's wasm build.
-Model files are not listed: the pages keep their own verified copies (web/js/runtime/model-fetch.js).
+its wheels, the stdlib, the vocab, and onnxruntime-web's wasm build. Model files and the Python
+snapshot are not listed: the pages keep their own copies of both (web/js/runtime/model-fetch.js,
+python-snapshot.js).
 """
 
 from __future__ import annotations
@@ -61,9 +62,8 @@ def runtime_urls(settings: Settings, runtime: dict) -> list[str]:
     urls += [lock_url, precompiled["stdlib_url"] if precompiled else index + PYODIDE_STDLIB]
     lock = json.loads(_url_to_path(lock_url, settings, runtime).read_text())
     urls += [index + package["file_name"] for _, package in sorted(lock["packages"].items())]
-    snapshot = runtime.get("python_snapshot")
-    if snapshot:
-        urls += [snapshot["url"], snapshot["lock_url"]]
+    # Not the served Python snapshot (52 MB): a page adopts it as its own (Cache Storage
+    # clip-web-python-v1), and without one it boots normally, offline too, from the files above.
     urls.append(runtime["vocab_url"])
     urls += [runtime["ort_base_url"] + name for name in ORT_WASM_FILES]
     return sorted(set(urls))

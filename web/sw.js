@@ -1,7 +1,7 @@
 // clip-web's service worker: the pages keep working when the server cannot be reached.
 //
 // The server fills in BUILD (server/offline.py): this version's name and the URLs a page needs to
-// start (pages, modules, the JSON answers, Pyodide, the wheels, the snapshot, onnxruntime-web).
+// start (pages, modules, the JSON answers, Pyodide, the wheels, the stdlib, onnxruntime-web).
 // They are saved once, at install, under a cache named after the version; a new version installs
 // beside it and deletes it only once its own copy is complete, so a page never mixes two versions.
 //
