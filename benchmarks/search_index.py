@@ -18,6 +18,11 @@ browser pipeline / native pipeline >= 1 / 2.5.
     python benchmarks/search_index.py [--images 200] [--variants fp32 uint8] [--threads 1 2]
                                       [--batch 4] [--queue 4] [--pure-images 48]
 
+With --scale N [N ...] [--rounds 5] it measures the search index itself instead (docs/search-index.md):
+N synthetic 512-d embeddings (clustered like a photo library) imported through the page's "Import
+index" button, then import time, the vectors' memory, query latency (text, by example, zero-shot
+into 10 labels), main-thread long tasks, and the compact scores' agreement with float32.
+
 Quick run: --images 24 --pure-images 12 --variants fp32 --threads 1. Machines here are shared and noisy: the
 browser and native runs of a variant are interleaved, and each figure is one run (the
 per-variant wall time is minutes).
@@ -278,6 +283,256 @@ def measure_variant(browser, server, variant, folder, photos, paths, args, threa
 
 
 # --------------------------------------------------------------------------------------------------
+# --scale: the search index at 10,000 / 100,000 images (synthetic embeddings, no model calls for
+# images): import, memory, query latency, main-thread long tasks, agreement with float32
+# --------------------------------------------------------------------------------------------------
+
+SCALE_MODEL = "tiny-reference"  # its text encoder embeds the prompts (512-d, like ViT-B/32)
+SCALE_LABELS = ["a photo of a person", "a landscape", "a city street", "an animal", "food on a plate",
+                "a document", "a car", "a beach", "a building at night", "a flower"]
+SCALE_DIM = 512
+SCALE_CLUSTERS = 1000  # photo libraries are clumpy: many near-duplicates, a dense head of close scores
+
+
+def synthetic_embeddings(n: int, seed: int = 14):
+    """n raw 512-d embeddings shaped like CLIP image embeddings: a shared direction (CLIP's
+    embeddings sit in a cone), one of 1,000 cluster directions, noise, norms around 10."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    common = rng.standard_normal(SCALE_DIM)
+    common /= np.linalg.norm(common)
+    centres = rng.standard_normal((SCALE_CLUSTERS, SCALE_DIM))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    noise = rng.standard_normal((n, SCALE_DIM)) / np.sqrt(SCALE_DIM)
+    v = 0.55 * common + 0.6 * centres[rng.integers(0, SCALE_CLUSTERS, n)] + 0.55 * noise
+    v *= rng.uniform(8, 12, (n, 1))
+    return v.astype(np.float32)
+
+
+def synthetic_index_file(n: int) -> tuple[Path, "np.ndarray"]:
+    """The page's export format, written once per size into the cache."""
+    import base64
+
+    import numpy as np
+
+    emb = synthetic_embeddings(n)
+    path = CACHE / f"synthetic-{n}.clip-index.json"
+    if not path.exists():
+        log(f"writing {path} ...")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            head = {"format": "clip-web-search-index", "version": 1, "model": SCALE_MODEL, "embed_dim": SCALE_DIM,
+                    "name": f"synthetic {n}", "root": "synthetic", "created": "2026-12-02T00:00:00.000Z", "count": n,
+                    "skipped": []}
+            f.write(json.dumps(head, separators=(",", ":"))[:-1] + ',"items":[')
+            for k in range(n):
+                row = {"path": f"synthetic/{k:06d}.jpg", "size": 100_000 + k, "lastModified": 1_700_000_000_000 + k,
+                       "embedding": base64.b64encode(emb[k].astype("<f4").tobytes()).decode()}
+                f.write(("," if k else "") + json.dumps(row, separators=(",", ":")))
+            f.write("]}")
+        tmp.rename(path)
+    return path, emb
+
+
+# longtask entries (>= 50 ms of main-thread work, whatever it was) and, to say whose, the scripts of
+# long animation frames that ran 30 ms or more.
+OBSERVE_JS = """() => {
+    window.benchLong = [];
+    window.benchScripts = [];
+    if (!window.benchObserver) {
+        window.benchObserver = new PerformanceObserver((list) => {
+            for (const e of list.getEntries()) window.benchLong.push(Math.round(e.duration));
+        });
+        window.benchObserver.observe({type: 'longtask'});
+        new PerformanceObserver((list) => {
+            for (const e of list.getEntries()) for (const s of e.scripts) {
+                if (s.duration >= 30) window.benchScripts.push(`${Math.round(s.duration)} ms ${s.invoker} ${s.sourceFunctionName} ${s.sourceURL.split('/').pop()}:${s.sourceCharPosition}`);
+            }
+        }).observe({type: 'long-animation-frame'});
+    }
+}"""
+
+TIMED_JS = """async ([what, arg]) => {
+    const t0 = performance.now();
+    const out = what === 'sort' ? await search.sort(arg) : await search.rank(arg, 10);
+    return { ms: performance.now() - t0, count: out.count, top: out.top ? out.top.map((r) => r.path) : null };
+}"""
+
+# The search worker's own time for one ranking (a query near the data), and the rows it read back.
+WORKER_RANK_JS = """async () => {
+    const i = await search.index.vectors.row(12345 % search.stats().total);
+    const q = Float64Array.from(i.unit, (x, k) => x + ((k * 7919) % 13 - 6) / 400);
+    let s = 0; for (const x of q) s += x * x; for (let k = 0; k < q.length; k++) q[k] /= Math.sqrt(s);
+    const r = await search.index.rank(q);
+    return { ms: r.ms, refined: r.refined, timing: r.timing };
+}"""
+
+MEMORY_JS = """async () => {
+    const vectors = await search.index.vectors.stats();
+    let total = null;
+    if (self.crossOriginIsolated && performance.measureUserAgentSpecificMemory) {
+        try { total = (await performance.measureUserAgentSpecificMemory()).bytes; } catch (e) { total = String(e); }
+    }
+    return { vectors, total, heap: performance.memory ? performance.memory.usedJSHeapSize : null };
+}"""
+
+# The page's compact scores (no exact pass) and its default ranking, for a query vector given here.
+AGREE_JS = """async ([q, labels]) => {
+    const Q = Float64Array.from(q);
+    const compact = await search.index.rank(Q, { compact: true });
+    const exact = await search.index.rank(Q);
+    const scores = new Float32Array(compact.scores.length);
+    compact.ids.forEach((id, k) => { scores[id] = compact.scores[k]; });
+    const L = labels.map((l) => Float64Array.from(l));
+    const zc = await search.index.zeroShot(L, 100, { compact: true });
+    const ze = await search.index.zeroShot(L, 100);
+    return { scores: Array.from(scores), compactTop: Array.from(compact.ids.subarray(0, 10)),
+             exactTop: Array.from(exact.ids.subarray(0, 10)), exactTopScores: Array.from(exact.scores.subarray(0, 10)),
+             refined: exact.refined, zsCompact: Array.from(zc.label), zsExact: Array.from(ze.label),
+             zsProbCompact: Array.from(zc.prob), zsRefined: ze.refined };
+}"""
+
+
+def agreement(page, emb, rounds: int, rng) -> dict:
+    """Compact (int8) and float16 against float32, on queries near the data (a cluster's direction
+    plus noise: a dense head of close scores, the hard case for top-10 agreement)."""
+    import numpy as np
+
+    unit = emb.astype(np.float64) / np.linalg.norm(emb.astype(np.float64), axis=1, keepdims=True)
+    f16 = unit.astype(np.float16).astype(np.float64)
+    out = {"int8_max_abs": [], "float16_max_abs": [], "int8_top10_same_order": 0, "int8_top10_overlap": [],
+           "float16_top10_same_order": 0, "page_top10_same_order": 0, "page_top10_max_abs": [], "refined": [],
+           "zs_label_agree_compact": [], "zs_label_agree_page": [], "zs_prob_max_abs_compact": [], "zs_refined": [],
+           "queries": rounds}
+    for _ in range(rounds):
+        q = unit[rng.integers(0, len(unit))] + 0.5 * rng.standard_normal(SCALE_DIM) / np.sqrt(SCALE_DIM)
+        q /= np.linalg.norm(q)
+        labels = unit[rng.integers(0, len(unit), len(SCALE_LABELS))] + 0.8 * rng.standard_normal((len(SCALE_LABELS), SCALE_DIM)) / np.sqrt(SCALE_DIM)
+        labels /= np.linalg.norm(labels, axis=1, keepdims=True)
+        got = page.evaluate(AGREE_JS, [q.tolist(), labels.tolist()])
+        exact = unit @ q
+        order = sorted(range(len(exact)), key=lambda k: (-exact[k], k))[:10]
+        s8 = np.asarray(got["scores"], np.float64)
+        out["int8_max_abs"].append(float(np.abs(s8 - exact).max()))
+        out["int8_top10_same_order"] += got["compactTop"] == order
+        out["int8_top10_overlap"].append(len(set(got["compactTop"]) & set(order)))
+        s16 = f16 @ q
+        out["float16_max_abs"].append(float(np.abs(s16 - exact).max()))
+        out["float16_top10_same_order"] += sorted(range(len(s16)), key=lambda k: (-s16[k], k))[:10] == order
+        out["page_top10_same_order"] += got["exactTop"] == order
+        out["page_top10_max_abs"].append(float(np.abs(np.asarray(got["exactTopScores"]) - exact[order]).max()))
+        out["refined"].append(got["refined"])
+        logits = 100 * unit @ labels.T
+        best = logits.argmax(1)
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        p = (p / p.sum(1, keepdims=True)).max(1)
+        out["zs_label_agree_compact"].append(float((np.asarray(got["zsCompact"]) == best).mean()))
+        out["zs_label_agree_page"].append(float((np.asarray(got["zsExact"]) == best).mean()))
+        out["zs_prob_max_abs_compact"].append(float(np.abs(np.asarray(got["zsProbCompact"]) - p).max()))
+        out["zs_refined"].append(got["zsRefined"])
+    return out
+
+
+def measure_scale(playwright, server, n: int, rounds: int) -> dict:
+    import numpy as np
+
+    path, emb = synthetic_index_file(n)
+    # An on-disk profile, as a person's browser has: off-the-record contexts keep the origin's
+    # files in memory behind a slower path (a read of one exact row takes ~1 ms there, ~50 us here).
+    context = playwright.chromium.launch_persistent_context(tempfile.mkdtemp(prefix="search-scale-"), viewport=PW.VIEWPORT,
+                                                            executable_path=PW.EXECUTABLE_PATH, args=PW.LAUNCH_ARGS)
+    page = context.new_page()
+    page.set_default_timeout(900_000)
+    page.goto(server.url + f"search.html?model={SCALE_MODEL}")
+    page.wait_for_function("document.body.dataset.state === 'ready'", timeout=300_000)
+    result = {"n": n, "file_bytes": path.stat().st_size, "import_s": [], "import_long_tasks": [], "memory": [],
+              "text_cold_ms": [], "text_ms": [], "example_ms": [], "zero_shot_ms": [], "zero_shot_cold_ms": [],
+              "query_long_tasks": [], "worker_rank_ms": [], "worker_rank_refined": [],
+              "import_long_scripts": [], "query_long_scripts": []}
+    try:
+        for r in range(rounds):
+            page.evaluate("search.forget()")
+            page.evaluate(OBSERVE_JS)
+            before = page.evaluate("search.stats().opened")
+            t0 = time.perf_counter()
+            page.set_input_files("#import-input", str(path))  # the page's own "Import index" button
+            page.wait_for_function(f"search.stats().opened > {before} && search.stats().state === 'done'",
+                                   polling=20)
+            result["import_s"].append(time.perf_counter() - t0)
+            page.evaluate("search.index.writing")  # the cache write after: not part of "searchable"
+            result["import_long_tasks"].append(page.evaluate("window.benchLong"))
+            result["import_long_scripts"].append(page.evaluate("window.benchScripts"))
+            result["memory"].append(page.evaluate(MEMORY_JS))
+            page.evaluate(OBSERVE_JS)
+            prompt = {"text": f"a sunset over the sea {r}; a beach", "negative": "a dark photo"}  # new text: cold
+            result["text_cold_ms"].append(page.evaluate(TIMED_JS, ["rank", prompt])["ms"])
+            result["text_ms"].append(page.evaluate(TIMED_JS, ["rank", prompt])["ms"])  # text embeddings cached
+            result["example_ms"].append(page.evaluate(TIMED_JS, ["rank", {"examplePath": f"synthetic/{(r * 7919) % n:06d}.jpg"}])["ms"])
+            labels = [f"{label} {r}" for label in SCALE_LABELS]
+            result["zero_shot_cold_ms"].append(page.evaluate(TIMED_JS, ["sort", labels])["ms"])
+            result["zero_shot_ms"].append(page.evaluate(TIMED_JS, ["sort", labels])["ms"])
+            page.evaluate("search.query({}); search.zeroShot([])")
+            result["query_long_tasks"].append(page.evaluate("window.benchLong"))
+            result["query_long_scripts"].append(page.evaluate("window.benchScripts"))
+            worker = page.evaluate(WORKER_RANK_JS)
+            result["worker_rank_ms"].append(worker["ms"])
+            result["worker_rank_refined"].append(worker["refined"])
+            log(f"  {n}: import {result['import_s'][-1]:.2f} s, text {result['text_ms'][-1]:.1f} ms (cold "
+                f"{result['text_cold_ms'][-1]:.1f}), example {result['example_ms'][-1]:.1f} ms, zero-shot "
+                f"{result['zero_shot_ms'][-1]:.1f} ms, long tasks import {result['import_long_tasks'][-1]} "
+                f"queries {result['query_long_tasks'][-1]} {result['import_long_scripts'][-1]}, vectors {result['memory'][-1]['vectors']['bytes'] / 1e6:.1f} MB")
+        result["agreement"] = agreement(page, emb, rounds, np.random.default_rng(1))
+    finally:
+        context.close()
+    med = statistics.median
+    result["median"] = {k: med(result[k]) for k in ("import_s", "text_cold_ms", "text_ms", "example_ms",
+                                                     "zero_shot_ms", "zero_shot_cold_ms", "worker_rank_ms")}
+    result["median"]["vector_mb"] = med(m["vectors"]["bytes"] for m in result["memory"]) / 1e6
+    result["median"]["longest_main_thread_task_ms"] = max(
+        [t for ts in result["import_long_tasks"] + result["query_long_tasks"] for t in ts], default=0)
+    return result
+
+
+def main_scale(args) -> int:
+    from playwright.sync_api import sync_playwright
+
+    from torch_reference import ensure_reference_models
+
+    log(f"load average {os.getloadavg()} on {os.cpu_count()} CPUs")
+    results = {"machine": platform.uname()._asdict(), "cpus": os.cpu_count(), "rounds": args.rounds,
+               "load_average_at_start": os.getloadavg(), "sizes": []}
+    server = LiveServer(Path(tempfile.mkdtemp()), ensure_reference_models("tiny").parent)
+    try:
+        with sync_playwright() as p:
+            for n in args.scale:
+                results["sizes"].append(measure_scale(p, server, n, args.rounds))
+    finally:
+        server.stop()
+    results["load_average_at_end"] = os.getloadavg()
+    log("")
+    log(f"search index, synthetic 512-d embeddings, Chromium, medians of {args.rounds}")
+    log(f"{'images':>8s} {'import s':>8s} {'vectors MB':>10s} {'text ms':>8s} {'cold':>6s} {'example':>8s} "
+        f"{'0-shot 10':>9s} {'cold':>6s} {'worker rank':>11s} {'longest task':>12s}")
+    for r in results["sizes"]:
+        m = r["median"]
+        log(f"{r['n']:8d} {m['import_s']:8.2f} {m['vector_mb']:10.1f} {m['text_ms']:8.1f} {m['text_cold_ms']:6.1f} "
+            f"{m['example_ms']:8.1f} {m['zero_shot_ms']:9.1f} {m['zero_shot_cold_ms']:6.1f} {m['worker_rank_ms']:11.1f} "
+            f"{m['longest_main_thread_task_ms']:12d}")
+        a = r["agreement"]
+        log(f"         agreement over {a['queries']} queries: int8 max |d score| {max(a['int8_max_abs']):.5f}, "
+            f"float16 {max(a['float16_max_abs']):.6f}; top-10 same order: int8 alone {a['int8_top10_same_order']}, "
+            f"float16 {a['float16_top10_same_order']}, page (int8 + exact head) {a['page_top10_same_order']}; "
+            f"zero-shot labels: int8 alone {min(a['zs_label_agree_compact']):.4f}, page {min(a['zs_label_agree_page']):.4f}")
+    log(f"load average now {os.getloadavg()}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    log(f"wrote {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -288,8 +543,16 @@ def main() -> int:
                         help="inference thread counts, browser and native alike (each one a full run)")
     parser.add_argument("--batch", type=int, default=4, help="largest batch per model call (the page's default)")
     parser.add_argument("--queue", type=int, default=4, help="preprocessing calls ahead of the model (the page's default)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "search_index.json"))
+    parser.add_argument("--out", default=None, help="results file (default: results/search_index.json, "
+                        "results/search_scale.json with --scale)")
+    parser.add_argument("--scale", type=int, nargs="+", default=None, metavar="N",
+                        help="instead: the search index at N synthetic embeddings (e.g. 10000 100000)")
+    parser.add_argument("--rounds", type=int, default=5, help="with --scale: fresh imports (and queries) per size")
     args = parser.parse_args()
+    if args.scale:
+        args.out = args.out or str(ROOT / "benchmarks" / "results" / "search_scale.json")
+        return main_scale(args)
+    args.out = args.out or str(ROOT / "benchmarks" / "results" / "search_index.json")
 
     import onnxruntime
     from playwright.sync_api import sync_playwright

@@ -17,14 +17,27 @@
 // Measured worst cases are ~2x smaller (docs/search-index.md).
 export const SCORE_TOLERANCE = 0.004;
 // Where the exact rows are at hand (exact-rows.js), the first EXACT_TOP places of every ranking are
-// exact: rows that could reach them given each row's proven error bound are scored again from
-// their float32 embedding. 100 covers the first page of results (84 cards).
-export const EXACT_TOP = 100;
-// A zero-shot sort scores again from float32 the rows whose best label could change within their
-// error bound, the most uncertain first, up to this many (all rows of a collection this size).
-export const ZERO_SHOT_EXACT_ROWS = 5000;
+// exact: rows that could reach them given each row's error bound are scored again from their
+// float32 embedding. 21 is the first three rows of cards; every row costs a read from disk (~50 us
+// in an on-disk profile, ~1 ms in an off-the-record one), so the exact head stays short.
+export const EXACT_TOP = 21;
+// Collections up to this size are ranked exactly throughout (their rows are read in a few
+// contiguous reads).
+export const EXACT_ALL = 1000;
+// A zero-shot sort of a collection up to this size is scored from float32 throughout (contiguous
+// reads). Larger ones use the compact scores alone: their uncertain rows (whose best label could
+// change within the error bound) are a large share of a big library, too many reads to be worth
+// it (measured best-label agreement 99.3% at 100,000, docs/search-index.md).
+export const ZERO_SHOT_EXACT_ROWS = 1000;
 // Rounding outside the integer dot product (float32 factors, float32 scores): well under 1e-6.
 const FLOAT_SLACK = 1e-6;
+// How far a compact score may be from the float32 one, in standard deviations of its rounding
+// error. A row's score error is the sum of d independent roundings (uniform, +-step/2) weighted by
+// the query: its standard deviation is ||e|| / sqrt(d) for a row missing e (||e|| is what
+// Cauchy-Schwarz allows in the worst case, sqrt(d) = 22.6 times more; a text query is not aligned
+// with rounding noise). Past 6 deviations the chance is under 1e-9 per row (a sum of uniforms
+// has thinner tails than a Gaussian); measured worst cases sit near 4 (docs/search-index.md).
+const BOUND_SIGMAS = 6;
 
 const INT8_MAX = 127;
 const INT16_MAX = 32767;
@@ -121,8 +134,7 @@ function kernel() {
 
 // Raw embedding (any length-d numbers) -> int8 codes (into `codes`, length >= d), the factor
 // that turns codes back into the unit vector (unit ≈ codes * factor, as float32) and the length of
-// what that misses, ||unit - codes * factor||: the row's error bound (Cauchy-Schwarz: a unit
-// query's score moves by at most that much). The factor divides by the norm of the rounded codes,
+// what that misses, ||unit - codes * factor|| (what a row's error bound is made of, see bound()). The factor divides by the norm of the rounded codes,
 // so a dequantised row has length 1 (a row scores 1 against itself).
 export function quantiseRow(raw, codes) {
   const d = raw.length;
@@ -306,53 +318,47 @@ export class CompactVectors {
     return out;
   }
 
+  // Row k's compact score is within this of its float32 score (BOUND_SIGMAS deviations, plus the
+  // query's own rounding, bounded outright).
   bound(k) {
-    return this.errors[k] * (1 + this.queryError) + this.queryError + FLOAT_SLACK;
+    return (BOUND_SIGMAS * this.errors[k]) / Math.sqrt(this.d) * (1 + this.queryError) + this.queryError + FLOAT_SLACK;
   }
 
   // -> { ids: Uint32Array, scores: Float32Array } of the rows set, best first; ties by id (the
   // collection's ids follow its path order, so this is the page's "ties by path").
   // exact (an ExactRows, or null): the first `top` places are then exact. Every row whose score
   // plus its bound reaches T, the top-th best of (score - bound), is scored again from float32:
-  // the exact top rows are all among them, and every other row is below them all.
+  // the exact top rows are all among them, and every other row is below them all (as far as the
+  // bound holds).
   rank(q, exact = null, top = EXACT_TOP) {
+    const t0 = performance.now();
     const all = this.scores(q);
     let refined = 0;
     if (exact && this.count) {
-      const k = Math.min(top, this.count);
-      const lower = new Float32Array(this.count);
-      let m = 0;
-      for (let r = 0; r < this.capacity; r++) if (this.present[r]) lower[m++] = all[r] - this.bound(r);
-      lower.sort();
-      const threshold = lower[this.count - k];
-      for (let r = 0; r < this.capacity; r++) {
-        if (!this.present[r] || all[r] + this.bound(r) < threshold) continue;
-        const raw = exact.read(r);
-        if (!raw) continue;
+      const k = this.count <= EXACT_ALL ? this.count : Math.min(top, this.count);
+      const threshold = kthLargest(all, this.present, k, (r) => all[r] - this.bound(r));
+      const todo = [];
+      for (let r = 0; r < this.capacity; r++) if (this.present[r] && all[r] + this.bound(r) >= threshold) todo.push(r);
+      this.timing = { compactMs: performance.now() - t0 };
+      exact.readMany(todo, (r, raw) => {
         all[r] = dot(unitOf(raw), q);
         refined += 1;
-      }
+      });
+      this.timing.exactMs = performance.now() - t0 - this.timing.compactMs;
     }
-    return { ...orderByScore(all, this.present, this.count), refined };
+    return { ...orderByScore(all, this.present, this.count), refined, timing: this.timing };
   }
 
   // Zero-shot over rows: unit label vectors -> { label: Uint16Array(capacity), prob:
   // Float32Array(capacity) }: softmax over labels of logitScale * cosine, the best label and its
   // probability (rows not set: label 0, prob 0).
-  // exact (an ExactRows, or null): rows whose best label could change within their error bound
-  // are scored again from float32, the most uncertain first, up to `budget` rows (every row when
-  // the collection has no more than that).
+  // exact (an ExactRows, or null): a collection of at most `budget` rows is scored from float32.
+  // -> also order: the ids by label, then the most confident first, ties by id.
   zeroShot(labels, logitScale, exact = null, budget = ZERO_SHOT_EXACT_ROWS) {
     const n = this.capacity;
-    const per = [];
-    let labelError = 0;
-    for (const l of labels) {
-      per.push(this.scores(l));
-      labelError = Math.max(labelError, this.queryError);
-    }
+    const per = labels.map((l) => this.scores(l));
     const label = new Uint16Array(n);
     const prob = new Float32Array(n);
-    const margin = new Float32Array(n); // best minus second logit, less the worst case (2 bounds)
     const logits = new Float64Array(labels.length);
     for (let k = 0; k < n; k++) {
       if (!this.present[k]) continue;
@@ -360,30 +366,32 @@ export class CompactVectors {
       const z = softmaxBest(logits);
       label[k] = z.best;
       prob[k] = z.prob;
-      const bound = this.errors[k] * (1 + labelError) + labelError + FLOAT_SLACK;
-      margin[k] = z.margin - 2 * logitScale * bound;
     }
     let refined = 0;
-    if (exact && this.count) {
+    if (exact && this.count && this.count <= budget) {
       const todo = [];
-      for (let k = 0; k < n; k++) if (this.present[k] && (this.count <= budget || margin[k] <= 0)) todo.push(k);
-      if (todo.length > budget) todo.sort((a, b) => margin[a] - margin[b]).length = budget;
-      for (const k of todo) {
-        const raw = exact.read(k);
-        if (!raw) continue;
+      for (let k = 0; k < n; k++) if (this.present[k]) todo.push(k);
+      exact.readMany(todo, (k, raw) => {
         const u = unitOf(raw);
         for (let j = 0; j < labels.length; j++) logits[j] = logitScale * dot(u, labels[j]);
         const z = softmaxBest(logits);
         label[k] = z.best;
         prob[k] = z.prob;
         refined += 1;
-      }
+      });
     }
-    return { label, prob, refined };
+    // By confidence (ties by id), then a stable counting sort by label.
+    const byProb = orderByScore(prob, this.present, this.count).ids;
+    const counts = new Uint32Array(labels.length + 1);
+    for (const id of byProb) counts[label[id] + 1] += 1;
+    for (let j = 1; j <= labels.length; j++) counts[j] += counts[j - 1];
+    const order = new Uint32Array(byProb.length);
+    for (const id of byProb) order[counts[label[id]]++] = id;
+    return { label, prob, order, refined };
   }
 }
 
-// logits -> { best (first of equals), prob: its softmax probability, margin: best - second logit }.
+// logits -> { best (first of equals), prob: its softmax probability }.
 function softmaxBest(logits) {
   let max = -Infinity;
   for (let j = 0; j < logits.length; j++) max = Math.max(max, logits[j]);
@@ -398,36 +406,74 @@ function softmaxBest(logits) {
       best = j;
     }
   }
-  let second = -Infinity;
-  for (let j = 0; j < logits.length; j++) if (j !== best) second = Math.max(second, logits[j]);
-  return { best, prob: bestExp / sum, margin: logits.length > 1 ? logits[best] - second : Infinity };
+  return { best, prob: bestExp / sum };
 }
 
-// Sorting numbers without a comparator is several times faster than with one: each key packs the
-// score's order (float32 bits made monotonic, highest first) above the id, exactly in a double.
-const ID_BITS = 21; // ids below 2,097,152
-export const MAX_ROWS = 2 ** ID_BITS;
+// The k-th largest of value(r) over present rows (k >= 1), by keeping the k best seen so far
+// (k is small: a full sort of 100,000 values would cost more than the scoring).
+function kthLargest(scores, present, k, value) {
+  const best = new Float64Array(k).fill(-Infinity); // ascending: best[0] is the k-th so far
+  for (let r = 0; r < scores.length; r++) {
+    if (!present[r]) continue;
+    const v = value(r);
+    if (v <= best[0]) continue;
+    let j = 0;
+    while (j + 1 < k && best[j + 1] < v) {
+      best[j] = best[j + 1];
+      j += 1;
+    }
+    best[j] = v;
+  }
+  return best[0];
+}
 
+export const MAX_ROWS = 2 ** 24; // ids fit a Uint32Array with room; the page never nears it
+const RADIX = 256;
+
+// Present rows by score, highest first, ties by id: a stable radix sort (four byte passes) on the
+// float32 scores' bits made monotonic, over ids in ascending order. Several times faster than
+// Array.prototype.sort with a comparator on 100,000 rows.
 export function orderByScore(scores, present, count) {
-  const f32 = new Float32Array(1);
-  const u32 = new Uint32Array(f32.buffer);
-  const keys = new Float64Array(count);
+  const bits = new Uint32Array(scores.buffer, scores.byteOffset, scores.length);
+  const a = { keys: new Uint32Array(count), ids: new Uint32Array(count) };
+  const b = { keys: new Uint32Array(count), ids: new Uint32Array(count) };
   let m = 0;
   for (let k = 0; k < scores.length; k++) {
     if (!present[k]) continue;
-    f32[0] = scores[k];
-    const bits = u32[0];
-    // Ascending sort of keys = descending scores: negative floats flip all bits, positive only the sign.
-    const ascending = bits & 0x80000000 ? ~bits >>> 0 : (bits | 0x80000000) >>> 0;
-    keys[m++] = (0xffffffff - ascending) * MAX_ROWS + k;
+    const x = bits[k] === 0x80000000 ? 0 : bits[k]; // -0 ties with 0, as it compares
+    // Ascending keys = descending scores: a positive float's bits inverted (bigger score, smaller
+    // key, all below 2^31), a negative float's bits as they are (more negative, bigger key).
+    a.keys[m] = x & 0x80000000 ? x : ~x & 0x7fffffff;
+    a.ids[m] = k;
+    m += 1;
   }
-  keys.sort();
-  const ids = new Uint32Array(m);
+  const counts = new Uint32Array(RADIX);
+  radixPass(a, b, m, 0, counts);
+  radixPass(b, a, m, 8, counts);
+  radixPass(a, b, m, 16, counts);
+  radixPass(b, a, m, 24, counts);
+  const ids = a.ids.length === m ? a.ids : a.ids.slice(0, m);
   const out = new Float32Array(m);
-  for (let r = 0; r < m; r++) {
-    const id = keys[r] % MAX_ROWS;
-    ids[r] = id;
-    out[r] = scores[id];
-  }
+  for (let r = 0; r < m; r++) out[r] = scores[ids[r]];
   return { ids, scores: out };
+}
+
+function radixPass(from, to, m, shift, counts) {
+  const fk = from.keys;
+  const fi = from.ids;
+  const tk = to.keys;
+  const ti = to.ids;
+  counts.fill(0);
+  for (let i = 0; i < m; i++) counts[(fk[i] >>> shift) & 0xff] += 1;
+  let sum = 0;
+  for (let v = 0; v < RADIX; v++) {
+    const c = counts[v];
+    counts[v] = sum;
+    sum += c;
+  }
+  for (let i = 0; i < m; i++) {
+    const at = counts[(fk[i] >>> shift) & 0xff]++;
+    tk[at] = fk[i];
+    ti[at] = fi[i];
+  }
 }

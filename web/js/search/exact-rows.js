@@ -10,6 +10,8 @@
 // page ranks on the compact vectors alone.
 
 const FOLDER = 'clip-web-search-vectors';
+// Ids at most this far apart are read in one call (32 KB of rows at 512 values).
+const COALESCE_ROWS = 16;
 
 export class ExactRows {
   constructor(dir, name, handle) {
@@ -62,6 +64,22 @@ export class ExactRows {
     const out = new Float32Array(this.d);
     const got = this.handle.read(new Uint8Array(out.buffer), { at: id * this.d * 4 });
     return got === out.byteLength ? out : null;
+  }
+
+  // ids (any order) -> each(id, Float32Array(d)) in id order. Ids close together share one read:
+  // a read call costs far more than its bytes.
+  readMany(ids, each) {
+    const sorted = Uint32Array.from(ids).sort();
+    const d = this.d;
+    let k = 0;
+    while (k < sorted.length) {
+      let end = k + 1;
+      while (end < sorted.length && sorted[end] - sorted[end - 1] <= COALESCE_ROWS) end += 1;
+      const first = sorted[k];
+      const block = this.readRange(first, sorted[end - 1] - first + 1);
+      for (let j = k; j < end; j++) each(sorted[j], block.subarray((sorted[j] - first) * d, (sorted[j] - first + 1) * d));
+      k = end;
+    }
   }
 
   // Rows start..start+count-1 in one read (Float32Array(count * d)); rows never written (past

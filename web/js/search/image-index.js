@@ -30,8 +30,10 @@ export { INDEX_FORMAT };
 // before the next is read, so a 100,000-image folder never has them all in the page at once.
 const LOOKUP_STEP = 2000;
 // Rows per step when an import is written to the cache, and per step of the export file.
-const STORE_STEP = 2000;
+const STORE_STEP = 500;
 const EXPORT_STEP = 500;
+// Items made per step when an index is imported (a few milliseconds each).
+const ITEM_STEP = 2000;
 
 // Failures that say something about the file (Python's exception types), worth caching; anything
 // else (a worker restarting, a model switch) is retried next time.
@@ -478,12 +480,13 @@ export class SearchIndex extends EventTarget {
       item.file = files.get(`${item.path}\n${item.size}\n${item.lastModified}`) ?? null;
       item.thumbnail = thumbnails[k];
       items[k] = item;
-      if (k % 5000 === 4999) await yieldToPage();
+      if (k % ITEM_STEP === ITEM_STEP - 1) await yieldToPage();
     }
     await this.vectors.commit();
     this.items = items;
-    const present = new Set(paths);
-    this.skipped = (head.skipped ?? []).filter((s) => s && typeof s.path === 'string' && !present.has(s.path));
+    const listed = Array.isArray(head.skipped) ? head.skipped.filter((s) => s && typeof s.path === 'string') : [];
+    const present = listed.length ? new Set(paths) : null;
+    this.skipped = listed.filter((s) => !present.has(s.path));
     this.root = typeof head.root === 'string' ? head.root : collectionRoot(items);
     this.name = head.name || this.root || (kind === 'pack' ? 'pack' : 'imported index');
     this.source = { kind, url };

@@ -4,6 +4,8 @@
 
 import { WorkerClient } from '../runtime/rpc.js';
 
+// Between the paths the worker sends as one string (vector-worker.js).
+const SEPARATOR = '\u0000';
 // Embeddings buffered before one message: ~1 MB of float32 at 512 values.
 const FLUSH_ROWS = 512;
 
@@ -70,9 +72,14 @@ export class VectorClient {
     return this.worker.call('stats');
   }
 
-  // source: { text | blob | url | object, model } -> { head, d, paths, sizes, mtimes, thumbnails }.
-  parse(source) {
-    return this.worker.call('parse', source);
+  // source: { text | blob | url | object, model } -> { head, d, paths, sizes, mtimes, thumbnails }
+  // (paths and thumbnails arrive as one string each, split here).
+  async parse(source) {
+    const out = await this.worker.call('parse', source);
+    const n = out.sizes.length;
+    out.paths = n ? out.paths.split(SEPARATOR) : [];
+    out.thumbnails = out.thumbnails === null ? new Array(n).fill(null) : out.thumbnails.split(SEPARATOR).map((t) => t || null);
+    return out;
   }
 
   commit() {

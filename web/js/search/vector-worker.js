@@ -10,13 +10,15 @@
 // commit() replaces it, so a file that is refused (damaged, foreign, another model's) loses nothing.
 
 import { serve, withTransfer, RpcError } from '../runtime/rpc.js';
-import { CompactVectors, MAX_ROWS, orderByScore } from './compact-vectors.js';
+import { CompactVectors, MAX_ROWS } from './compact-vectors.js';
 import { readIndex, parseJson } from './index-file.js';
 import { ExactRows } from './exact-rows.js';
 
 const exactReady = ExactRows.open(); // null where the browser has no file for it
 // Rows per write when an import's embeddings go to the exact file.
 const WRITE_ROWS = 4096;
+// Between the paths parse() sends as one string (no path holds a NUL).
+const SEPARATOR = '\u0000';
 
 let vectors = null; // CompactVectors | null (nothing yet)
 let capacity = 0;
@@ -70,8 +72,8 @@ serve({
     if (q.length !== vectors.d) throw new RpcError(`a query of ${q.length} values for embeddings of ${vectors.d}`, 'bad_query');
     const exact = compact ? null : await exactReady;
     const t0 = performance.now();
-    const { ids, scores, refined } = vectors.rank(q, exact);
-    return withTransfer({ ids, scores, refined, ms: performance.now() - t0 }, [ids.buffer, scores.buffer]);
+    const { ids, scores, refined, timing } = vectors.rank(q, exact);
+    return withTransfer({ ids, scores, refined, timing, ms: performance.now() - t0 }, [ids.buffer, scores.buffer]);
   },
 
   // labels: unit label vectors -> { label: Uint16Array, prob: Float32Array } by id, and order:
@@ -80,20 +82,7 @@ serve({
     if (!vectors || !vectors.count) return { label: new Uint16Array(0), prob: new Float32Array(0), order: new Uint32Array(0), refined: 0 };
     const exact = compact ? null : await exactReady;
     const t0 = performance.now();
-    const { label, prob, refined } = vectors.zeroShot(labels, logitScale, exact);
-    const order = new Uint32Array(vectors.count);
-    let at = 0;
-    const member = new Uint8Array(vectors.capacity);
-    for (let j = 0; j < labels.length; j++) {
-      let n = 0;
-      for (let k = 0; k < vectors.capacity; k++) {
-        member[k] = vectors.present[k] && label[k] === j ? 1 : 0;
-        n += member[k];
-      }
-      if (!n) continue;
-      order.set(orderByScore(prob, member, n).ids, at);
-      at += n;
-    }
+    const { label, prob, order, refined } = vectors.zeroShot(labels, logitScale, exact);
     return withTransfer({ label, prob, order, refined, ms: performance.now() - t0 }, [label.buffer, prob.buffer, order.buffer]);
   },
 
@@ -125,6 +114,7 @@ serve({
     const order = rows.map((_, k) => k);
     let sorted = true;
     for (let k = 1; k < rows.length; k++) if (!(rows[k - 1].path < rows[k].path)) sorted = false;
+    if (rows.some((r) => r.path.includes(SEPARATOR))) throw new RpcError('a path in this index holds a NUL character (the file is damaged)', 'bad_index');
     if (!sorted) order.sort((a, b) => (rows[a].path < rows[b].path ? -1 : rows[a].path > rows[b].path ? 1 : a - b));
     const seen = new Set();
     const next = new CompactVectors(rows.length, d || 1);
@@ -148,7 +138,10 @@ serve({
       out.thumbnails = out.thumbnails.map((t) => (t ? new URL(t, base).href : null));
     }
     staged = { vectors: next, raw: rawSorted, d, n: rows.length };
-    return withTransfer({ head, d, ...out }, [out.sizes.buffer, out.mtimes.buffer]);
+    // Paths as one string: 100,000 separate strings take the page a long task to receive.
+    const paths = out.paths.join(SEPARATOR);
+    const thumbnails = out.thumbnails.some(Boolean) ? out.thumbnails.map((t) => t ?? '').join(SEPARATOR) : null;
+    return withTransfer({ head, d, paths, thumbnails, sizes: out.sizes, mtimes: out.mtimes }, [out.sizes.buffer, out.mtimes.buffer]);
   },
 
   async commit() {
