@@ -28,6 +28,7 @@ const view = {
 };
 
 let clipReady = deferred();
+let packOpened = false;
 let lightboxRow = null;
 let runStarted = 0;
 let lastRunMs = 0;
@@ -112,6 +113,10 @@ function wireInputs() {
         .catch(showError),
     onNothing: () => showError(new Error('Nothing to index in what was dropped.')),
   });
+  $('#pack-form').addEventListener('submit', (e) => {
+    e.preventDefault(); // the pack's URL stays on the page
+    loadPack($('#pack-url').value).catch(showError);
+  });
   $('#cancel-index').addEventListener('click', () => index.cancel());
   $('#resume-index').addEventListener('click', () => index.resume());
   $('#export-index').addEventListener('click', async () => {
@@ -178,6 +183,20 @@ function wireInputs() {
     $('#lightbox').close();
     if (item) moreLike(item).catch(showError);
   });
+}
+
+// A published index of someone else's images (same-origin URL, the page's CSP): searched as is.
+// A pack that cannot be read leaves the collection on show as it was.
+async function loadPack(url) {
+  const href = String(url ?? '').trim();
+  if (!href) throw new Error('Give the URL of a pack (an index file, e.g. packs/holiday/pack.clip-index.json).');
+  await clipReady.promise;
+  showError(null);
+  $('#pack-url').value = href;
+  const stats = await index.importPack(href);
+  clearView();
+  render();
+  return stats;
 }
 
 async function forget() {
@@ -568,6 +587,11 @@ setupPage({
   onLoad: async (clip) => {
     await index.attach(clip);
     clipReady.resolve(clip);
+    // ?pack=URL: a link that opens someone's published pack (once, on the first model).
+    if (params.get('pack') && !packOpened) {
+      packOpened = true;
+      loadPack(params.get('pack')).catch(showError);
+    }
     // A new model: prompts and labels are embedded again by it.
     const pending = [];
     if (view.query) pending.push(runQuery({ text: view.query.texts, negative: view.query.negatives }));
@@ -616,6 +640,7 @@ window.search = {
     clearView();
     return index.importIndex(source);
   },
+  importPack: (url) => loadPack(url),
   cancel: () => index.cancel().then(() => index.stats()),
   resume: async () => {
     await clipReady.promise;

@@ -132,11 +132,17 @@ serve({
       out.mtimes[id] = r.lastModified;
       out.thumbnails.push(r.thumbnail);
     });
-    if (source.url) {
-      // Thumbnails are relative to the pack's own URL.
-      const base = new URL(source.url, self.location.href);
-      out.thumbnails = out.thumbnails.map((t) => (t ? new URL(t, base).href : null));
-    }
+    // Thumbnails are relative to the pack's own URL; an index read from a file has none to be
+    // relative to, so only absolute ones are kept.
+    const base = source.url ? new URL(source.url, self.location.href) : null;
+    out.thumbnails = out.thumbnails.map((t) => {
+      if (!t) return null;
+      try {
+        return new URL(t, base ?? undefined).href;
+      } catch {
+        return null;
+      }
+    });
     staged = { vectors: next, raw: rawSorted, d, n: rows.length };
     // Paths as one string: 100,000 separate strings take the page a long task to receive.
     const paths = out.paths.join(SEPARATOR);
