@@ -2,7 +2,7 @@
 // gives them. Errors say what went wrong in words a person can act on.
 
 import { RpcError } from './rpc.js';
-import { openPartial, closePartial } from './partial-store.js';
+import { openPartial, closePartial, discardPartial } from './partial-store.js';
 
 export async function sha256Hex(buffer) {
   const digest = await crypto.subtle.digest('SHA-256', buffer);
@@ -46,6 +46,7 @@ export async function loadModelBytes(url, spec = {}, onProgress = () => {}) {
         (!spec.bytes || buffer.byteLength === spec.bytes) && (!spec.sha256 || verified || (await sha256Hex(buffer)) === spec.sha256);
       if (intact) {
         onProgress({ file: url.split('/').pop(), url, loaded: buffer.byteLength, total: buffer.byteLength, done: true, cached: true });
+        discardPartial(key).catch(() => {}); // off the start's path: nothing waits for it
         return { buffer, cached: true, hashed: !!spec.sha256 && !verified, remember: async () => {} };
       }
       await cache.delete(key);

@@ -17,12 +17,12 @@ async function nameFor(key) {
   return Array.from(new Uint8Array(digest).slice(0, 16), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-async function opfsFolder() {
+async function opfsFolder({ create = true } = {}) {
   try {
     if (!self.navigator?.storage?.getDirectory || typeof FileSystemFileHandle === 'undefined') return null;
     if (!('createSyncAccessHandle' in FileSystemFileHandle.prototype)) return null;
     const root = await navigator.storage.getDirectory();
-    return await root.getDirectoryHandle(FOLDER, { create: true });
+    return await root.getDirectoryHandle(FOLDER, { create });
   } catch {
     return null; // e.g. private browsing, storage disabled
   }
@@ -286,6 +286,28 @@ export async function closePartial(key, { remove = false } = {}) {
   const p = await partial;
   if (remove) await p.remove();
   else p.close();
+}
+
+// The file is in the model cache: drop whatever partial copy of it a tab left behind (one closed
+// between keeping the file and dropping its partial). Creates nothing: no OPFS file is opened, and
+// IndexedDB is opened only when this origin already has the database.
+export async function discardPartial(key) {
+  if (open.has(key)) return; // being downloaded right now: its download removes it when done
+  const folder = await opfsFolder({ create: false });
+  if (folder) {
+    const name = await nameFor(key);
+    for (const entry of [name, `${name}.json`]) await folder.removeEntry(entry).catch(() => {});
+  }
+  if (!self.indexedDB?.databases) return;
+  const names = (await indexedDB.databases()).map((d) => d.name);
+  if (!names.includes(IDB_NAME)) return;
+  const db = await openIdb();
+  if (!db) return;
+  try {
+    await new IdbPartial(db, key, [], {}).remove();
+  } finally {
+    db.close();
+  }
 }
 
 // Bytes held by unfinished downloads (for the storage line in info()).
