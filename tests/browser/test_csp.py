@@ -38,7 +38,7 @@ WORKER_PREAMBLE = """self.addEventListener('securitypolicyviolation', (e) => {
 });
 """
 WORKER_SCRIPTS = ("/js/runtime/py-worker.js", "/js/runtime/ort-worker.js", "/js/runtime/snapshot-worker.js",
-                  "/js/search/import-worker.js")
+                  "/js/search/import-worker.js", "/js/search/vector-worker.js")
 
 
 def png(color, size=(96, 72)) -> bytes:

@@ -82,7 +82,10 @@ export class VectorClient {
     return out;
   }
 
+  // (Embeddings still buffered belong to the collection being replaced: dropped.)
   commit() {
+    this.outIds = [];
+    this.outData = [];
     return this.worker.call('commit');
   }
 
