@@ -240,3 +240,49 @@ def test_bad_packs_are_refused_and_nothing_is_lost(page, native, name, message):
     page.click("#load-pack")
     page.wait_for_function("m => document.querySelector('#search-error').textContent.includes(m)", arg=message)
     assert page.evaluate("search.stats().total") == before["total"]
+
+
+ZERO_SHOT_PATHS_JS = """async ({ rows, d, labels, seed }) => {
+    const { CompactVectors } = await import('/js/search/compact-vectors.js');
+    let s = seed;
+    const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) - 0.5;
+    const simd = new CompactVectors(rows, d);
+    const scalar = new CompactVectors(rows, d);
+    scalar.module = null;  // the JavaScript loop, as where WebAssembly SIMD is missing
+    const raw = new Float32Array(d);
+    for (let k = 0; k < rows; k++) {
+        if (k % 5 === 2) continue;  // rows never set take no part
+        for (let i = 0; i < d; i++) raw[i] = rnd() + (k % 3) * 0.05;
+        simd.set(k, raw);
+        scalar.set(k, raw);
+    }
+    const unitQ = () => { const q = Float64Array.from({ length: d }, rnd); const n = Math.hypot(...q); return q.map((x) => x / n); };
+    const ls = Array.from({ length: labels }, unitQ);
+    const a = simd.zeroShot(ls, 100), b = scalar.zeroShot(ls, 100);
+    // Label by label, as a ranking scores them: the reference for the grouped, online softmax.
+    const per = ls.map((l) => Array.from(simd.scores(l)));
+    return { simd: simd.simd, present: Array.from(simd.present), per,
+             a: { label: Array.from(a.label), prob: Array.from(a.prob), order: Array.from(a.order) },
+             b: { label: Array.from(b.label), prob: Array.from(b.prob), order: Array.from(b.order) } };
+}"""
+
+
+@pytest.mark.parametrize("labels", [1, 10, 37])
+def test_zero_shot_in_one_pass_equals_label_by_label_scoring(page, labels):
+    """The zero-shot kernel scores up to 16 labels per pass over the matrix, with the softmax
+    computed online: equal to softmax(100 x each label's compact scores), the same with or without
+    WebAssembly SIMD, the order by label then confidence."""
+    got = page.evaluate(ZERO_SHOT_PATHS_JS, {"rows": 5000, "d": 512, "labels": labels, "seed": 11 + labels})
+    assert got["simd"] is True
+    assert got["a"] == got["b"]
+    present = np.array(got["present"], dtype=bool)
+    logits = 100 * np.array(got["per"], dtype=np.float64).T[present]  # (n, labels)
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    probs = e / e.sum(1, keepdims=True)
+    label = np.array(got["a"]["label"])[present]
+    prob = np.array(got["a"]["prob"])[present]
+    assert (label == probs.argmax(1)).all()
+    assert np.abs(prob - probs.max(1)).max() < 1e-6
+    order = got["a"]["order"]
+    keys = [(got["a"]["label"][k], -got["a"]["prob"][k], k) for k in order]
+    assert len(order) == present.sum() and keys == sorted(keys)

@@ -385,10 +385,12 @@ function computeRows() {
     rows = new RankedRows(index.items, view.query.ranking.ids, view.query.ranking.scores);
   } else if (zs) {
     // Sorted into labels (by the worker): label order, the most confident first within each.
-    rows = new RankedRows(index.items, zs.order, Float32Array.from(zs.order, (id) => zs.prob[id]));
+    rows = new RankedRows(index.items, zs.order, zs.orderProb);
   } else {
-    const done = index.items.filter((i) => i.status === 'done');
-    rows = new RankedRows(index.items, Uint32Array.from(done, (i) => i.id));
+    const ids = new Uint32Array(index.items.length);
+    let n = 0;
+    for (const i of index.items) if (i.status === 'done') ids[n++] = i.id;
+    rows = new RankedRows(index.items, ids.subarray(0, n));
   }
   if (zs && view.labelFilter >= 0) {
     rows = rows.filter((id) => id < zs.prob.length && zs.prob[id] > 0 && zs.label[id] === view.labelFilter);
@@ -431,7 +433,8 @@ function render() {
   const rows = applyMinScore(all);
   view.rows = rows;
   grid.show(rows, describe);
-  const total = index.items.filter((i) => i.status === 'done').length;
+  let total = 0; // (a loop, not a filter: no 100,000-entry array for a count)
+  for (const i of index.items) if (i.status === 'done') total += 1;
   const what = view.query ? 'matching ' : '';
   $('#result-count').textContent = index.items.length
     ? `Showing ${rows.length.toLocaleString()} of ${total.toLocaleString()} ${what}image${total === 1 ? '' : 's'}`

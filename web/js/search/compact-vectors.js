@@ -39,15 +39,23 @@ const FLOAT_SLACK = 1e-6;
 // has thinner tails than a Gaussian); measured worst cases sit near 4 (docs/search-index.md).
 const BOUND_SIGMAS = 6;
 
+// A zero-shot sort scores up to GROUP labels in one pass over the matrix, BLOCK rows per kernel
+// call (its scratch: GROUP int16 queries and BLOCK x GROUP int32 dots, 272 KB).
+const GROUP = 16;
+const BLOCK = 4096;
+
 const INT8_MAX = 127;
 const INT16_MAX = 32767;
 const LANES = 16; // int8 values per SIMD step: rows are padded to a multiple
 const PAGE = 65536; // WebAssembly memory page
 
 // ------------------------------------------------------------------------------------------------
-// The kernel, assembled here (a few dozen bytes; no build step, no binary file to keep in sync).
+// The kernels, assembled here (a few dozen bytes; no build step, no binary file to keep in sync).
 //   dots(matrix, rows, stride, query, out): out[k] = sum_i matrix[k * stride + i] * query[i]
-//   matrix int8, query int16 (stride values), out int32; stride a multiple of 16.
+//   dotsMany(matrix, rows, stride, queries, nq, out): out[k * nq + j] = the same for query j of
+//     nq (int16, one after another): each row is read from memory once for all of them, so a
+//     zero-shot sort into 10 labels is one pass over the matrix, not 10.
+//   matrix int8, queries int16 (stride values each), out int32; stride a multiple of 16.
 // ------------------------------------------------------------------------------------------------
 
 const OP = {
@@ -62,6 +70,8 @@ const EXTEND_HIGH = SIMD(0x88); // i16x8.extend_high_i8x16_s
 const DOT = SIMD(0xba); // i32x4.dot_i16x8_s
 const ADD = SIMD(0xae); // i32x4.add
 const LANE = (k) => [...SIMD(0x1b), k]; // i32x4.extract_lane
+const I32 = 0x7f;
+const V128 = 0x7b;
 
 function uleb(n) {
   const out = [];
@@ -76,46 +86,92 @@ function uleb(n) {
 
 const section = (id, bytes) => [id, ...uleb(bytes.length), ...bytes];
 const name = (s) => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
+const g = (l) => [OP.get, l];
+const s = (l) => [OP.set, l];
+const c = (n) => [OP.i32Const, ...uleb(n)]; // small non-negative constants only (< 64)
 
-function kernelBytes() {
-  // params 0 matrix, 1 rows, 2 stride, 3 query, 4 out; locals 5 k, 6 i, 7 row, 8 acc, 9 v
-  const [M, N, S, Q, O, K, I, R, ACC, V] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
-  const g = (l) => [OP.get, l];
-  const s = (l) => [OP.set, l];
-  const c = (n) => [OP.i32Const, ...uleb(n)]; // small non-negative constants only (< 64)
+// acc += row[i..i+16] . query[i..i+16] (row: locals R + I, query: int16 at Q + 2 I).
+function dotStep({ R, I, Q, ACC, V }) {
   const queryAt = [...g(Q), ...g(I), ...c(1), OP.i32Shl, OP.i32Add];
-  const body = [
-    2, 3, 0x7f, 2, 0x7b, // locals: 3 x i32, 2 x v128
-    ...g(M), ...s(R), ...c(0), ...s(K),
-    OP.block, OP.void,
-    ...g(N), OP.i32Eqz, OP.brIf, 0,
-    OP.loop, OP.void,
-    ...V128_ZERO, ...s(ACC), ...c(0), ...s(I),
-    OP.loop, OP.void,
+  return [
     ...g(R), ...g(I), OP.i32Add, ...V128_LOAD(0), ...s(V),
     ...g(ACC),
     ...g(V), ...EXTEND_LOW, ...queryAt, ...V128_LOAD(0), ...DOT, ...ADD,
     ...g(V), ...EXTEND_HIGH, ...queryAt, ...V128_LOAD(16), ...DOT, ...ADD,
     ...s(ACC),
+  ];
+}
+
+// One row against one query: acc = row . query over the stride, stored as int32 at O.
+function rowDot(l) {
+  const { I, S, O, ACC } = l;
+  return [
+    ...V128_ZERO, ...s(ACC), ...c(0), ...s(I),
+    OP.loop, OP.void,
+    ...dotStep(l),
     ...g(I), ...c(LANES), OP.i32Add, OP.tee, I, ...g(S), OP.i32LtU, OP.brIf, 0,
     OP.end,
-    ...g(O), ...g(K), ...c(2), OP.i32Shl, OP.i32Add,
+    ...g(O),
     ...g(ACC), ...LANE(0), ...g(ACC), ...LANE(1), OP.i32Add, ...g(ACC), ...LANE(2), OP.i32Add,
     ...g(ACC), ...LANE(3), OP.i32Add,
     OP.i32Store, 2, 0,
-    ...g(R), ...g(S), OP.i32Add, ...s(R),
-    ...g(K), ...c(1), OP.i32Add, OP.tee, K, ...g(N), OP.i32LtU, OP.brIf, 0,
+  ];
+}
+
+function dotsBody() {
+  // params 0 matrix, 1 rows, 2 stride, 3 query, 4 out; locals 5 k, 6 i, 7 row, 8 o, 9 acc, 10 v
+  const l = { M: 0, N: 1, S: 2, Q: 3, OUT: 4, K: 5, I: 6, R: 7, O: 8, ACC: 9, V: 10 };
+  return [
+    2, 4, I32, 2, V128,
+    ...g(l.M), ...s(l.R), ...g(l.OUT), ...s(l.O), ...c(0), ...s(l.K),
+    OP.block, OP.void,
+    ...g(l.N), OP.i32Eqz, OP.brIf, 0,
+    OP.loop, OP.void,
+    ...rowDot(l),
+    ...g(l.O), ...c(4), OP.i32Add, ...s(l.O),
+    ...g(l.R), ...g(l.S), OP.i32Add, ...s(l.R),
+    ...g(l.K), ...c(1), OP.i32Add, OP.tee, l.K, ...g(l.N), OP.i32LtU, OP.brIf, 0,
     OP.end,
     OP.end,
     OP.end,
   ];
+}
+
+function dotsManyBody() {
+  // params 0 matrix, 1 rows, 2 stride, 3 queries, 4 nq, 5 out;
+  // locals 6 k, 7 i, 8 row, 9 o, 10 j, 11 q, 12 acc, 13 v
+  const l = { M: 0, N: 1, S: 2, QS: 3, NQ: 4, OUT: 5, K: 6, I: 7, R: 8, O: 9, J: 10, Q: 11, ACC: 12, V: 13 };
+  return [
+    2, 6, I32, 2, V128,
+    ...g(l.M), ...s(l.R), ...g(l.OUT), ...s(l.O), ...c(0), ...s(l.K),
+    OP.block, OP.void,
+    ...g(l.N), OP.i32Eqz, OP.brIf, 0,
+    ...g(l.NQ), OP.i32Eqz, OP.brIf, 0,
+    OP.loop, OP.void, // rows
+    ...g(l.QS), ...s(l.Q), ...c(0), ...s(l.J),
+    OP.loop, OP.void, // queries: the row stays in the cache between them
+    ...rowDot(l),
+    ...g(l.O), ...c(4), OP.i32Add, ...s(l.O),
+    ...g(l.Q), ...g(l.S), ...c(1), OP.i32Shl, OP.i32Add, ...s(l.Q),
+    ...g(l.J), ...c(1), OP.i32Add, OP.tee, l.J, ...g(l.NQ), OP.i32LtU, OP.brIf, 0,
+    OP.end,
+    ...g(l.R), ...g(l.S), OP.i32Add, ...s(l.R),
+    ...g(l.K), ...c(1), OP.i32Add, OP.tee, l.K, ...g(l.N), OP.i32LtU, OP.brIf, 0,
+    OP.end,
+    OP.end,
+    OP.end,
+  ];
+}
+
+function kernelBytes() {
+  const bodies = [dotsBody(), dotsManyBody()];
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, [1, 0x60, 5, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0]),
+    ...section(1, [2, 0x60, 5, I32, I32, I32, I32, I32, 0, 0x60, 6, I32, I32, I32, I32, I32, I32, 0]),
     ...section(2, [1, ...name('env'), ...name('memory'), 0x02, 0x00, 0x01]),
-    ...section(3, [1, 0]),
-    ...section(7, [1, ...name('dots'), 0x00, 0]),
-    ...section(10, [1, ...uleb(body.length), ...body]),
+    ...section(3, [2, 0, 1]),
+    ...section(7, [2, ...name('dots'), 0x00, 0, ...name('dotsMany'), 0x00, 1]),
+    ...section(10, [2, ...bodies.flatMap((b) => [...uleb(b.length), ...b])]),
   ]);
 }
 
@@ -242,14 +298,17 @@ export class CompactVectors {
   allocate(capacity) {
     const old = this.capacity ? { codes: this.codes, factors: this.factors, errors: this.errors, present: this.present, capacity: this.capacity } : null;
     const matrixBytes = capacity * this.stride;
-    const scratch = this.stride * 2 + capacity * 4; // the int16 query and the int32 scores
+    // The int16 query and the int32 scores; GROUP queries and BLOCK x GROUP dots (zero-shot).
+    const scratch = this.stride * 2 + capacity * 4 + GROUP * this.stride * 2 + BLOCK * GROUP * 4;
     if (this.module) {
       const pages = Math.ceil((matrixBytes + scratch + LANES) / PAGE);
       this.memory = new WebAssembly.Memory({ initial: pages });
-      this.dots = new WebAssembly.Instance(this.module, { env: { memory: this.memory } }).exports.dots;
+      ({ dots: this.dots, dotsMany: this.dotsMany } = new WebAssembly.Instance(this.module, { env: { memory: this.memory } }).exports);
       this.codes = new Int8Array(this.memory.buffer, 0, matrixBytes);
       this.queryOffset = matrixBytes;
       this.outOffset = matrixBytes + this.stride * 2;
+      this.groupOffset = this.outOffset + capacity * 4;
+      this.groupOutOffset = this.groupOffset + GROUP * this.stride * 2;
     } else {
       this.memory = null;
       this.codes = new Int8Array(matrixBytes);
@@ -318,6 +377,30 @@ export class CompactVectors {
     return out;
   }
 
+  // Quantised queries (quantiseQuery) -> Int32Array(rows * m): row start + r against query j at
+  // r * m + j. A view of the kernel's scratch (valid until the next call) where SIMD runs.
+  groupDots(group, start, rows) {
+    const m = group.length;
+    const s = this.stride;
+    if (this.module) {
+      group.forEach((q, j) => new Int16Array(this.memory.buffer, this.groupOffset + j * s * 2, s).set(q.codes));
+      this.dotsMany(start * s, rows, s, this.groupOffset, m, this.groupOutOffset);
+      return new Int32Array(this.memory.buffer, this.groupOutOffset, rows * m);
+    }
+    const out = new Int32Array(rows * m);
+    const c = this.codes;
+    for (let r = 0; r < rows; r++) {
+      const base = (start + r) * s;
+      for (let j = 0; j < m; j++) {
+        const qc = group[j].codes;
+        let a = 0;
+        for (let i = 0; i < s; i++) a += c[base + i] * qc[i];
+        out[r * m + j] = a;
+      }
+    }
+    return out;
+  }
+
   // Row k's compact score is within this of its float32 score (BOUND_SIGMAS deviations, plus the
   // query's own rounding, bounded outright).
   bound(k) {
@@ -353,20 +436,46 @@ export class CompactVectors {
   // Float32Array(capacity) }: softmax over labels of logitScale * cosine, the best label and its
   // probability (rows not set: label 0, prob 0).
   // exact (an ExactRows, or null): a collection of at most `budget` rows is scored from float32.
-  // -> also order: the ids by label, then the most confident first, ties by id.
+  // -> also order: the ids by label, then the most confident first, ties by id; orderProb: their probs.
   zeroShot(labels, logitScale, exact = null, budget = ZERO_SHOT_EXACT_ROWS) {
     const n = this.capacity;
-    const per = labels.map((l) => this.scores(l));
     const label = new Uint16Array(n);
     const prob = new Float32Array(n);
-    const logits = new Float64Array(labels.length);
-    for (let k = 0; k < n; k++) {
-      if (!this.present[k]) continue;
-      for (let j = 0; j < per.length; j++) logits[j] = logitScale * per[j][k];
-      const z = softmaxBest(logits);
-      label[k] = z.best;
-      prob[k] = z.prob;
+    // Softmax over labels computed online, a group of labels per pass over the matrix: per row the
+    // largest logit so far (its first label wins ties), and the sum of exp(logit - largest).
+    const top = new Float64Array(n).fill(-Infinity);
+    const sum = new Float64Array(n);
+    for (let first = 0; first < labels.length; first += GROUP) {
+      const group = labels.slice(first, first + GROUP).map((l) => quantiseQuery(l, this.stride));
+      const m = group.length;
+      const queryFactors = Float64Array.from(group, (q) => q.factor);
+      for (let start = 0; start < n; start += BLOCK) {
+        const rows = Math.min(BLOCK, n - start);
+        const dots = this.groupDots(group, start, rows); // (rows, m) int32
+        for (let r = 0; r < rows; r++) {
+          const k = start + r;
+          if (!this.present[k]) continue;
+          const f = this.factors[k];
+          let best = top[k];
+          let total = sum[k];
+          let which = label[k];
+          for (let j = 0; j < m; j++) {
+            // The score as scores() gives it (float32), then the logit.
+            const x = logitScale * Math.fround(dots[r * m + j] * f * queryFactors[j]);
+            if (x > best) {
+              total = total * Math.exp(best - x) + 1;
+              best = x;
+              which = first + j;
+            } else total += Math.exp(x - best);
+          }
+          top[k] = best;
+          sum[k] = total;
+          label[k] = which;
+        }
+      }
     }
+    if (labels.length) for (let k = 0; k < n; k++) if (this.present[k]) prob[k] = 1 / sum[k];
+    const logits = new Float64Array(labels.length);
     let refined = 0;
     if (exact && this.count && this.count <= budget) {
       const todo = [];
@@ -386,8 +495,13 @@ export class CompactVectors {
     for (const id of byProb) counts[label[id] + 1] += 1;
     for (let j = 1; j <= labels.length; j++) counts[j] += counts[j - 1];
     const order = new Uint32Array(byProb.length);
-    for (const id of byProb) order[counts[label[id]]++] = id;
-    return { label, prob, order, refined };
+    const orderProb = new Float32Array(byProb.length); // prob of order[r]: what the page's rows show
+    for (const id of byProb) {
+      const at = counts[label[id]]++;
+      order[at] = id;
+      orderProb[at] = prob[id];
+    }
+    return { label, prob, order, orderProb, refined };
   }
 }
 

@@ -119,6 +119,7 @@ export class SearchIndex extends EventTarget {
   // entries: from folder-files.js. Replaces the collection and starts indexing it.
   async open(entries, { name = null } = {}) {
     await this.stop();
+    await this.writing; // an import still being cached finishes first: its rows go with the reset
     const { images, skipped } = classify(entries);
     await this.vectors.reset(images.length); // before the new items show: no window where they are counted but not queued
     this.root = collectionRoot(entries);
@@ -494,16 +495,20 @@ export class SearchIndex extends EventTarget {
     if (cache) this.cacheImport(model, items);
     else this.vectors.releaseRaw();
     this.emit('open', { name: this.name, imported: true, pack: kind === 'pack' });
+    await yieldToPage(); // the page draws the new collection in one task, its 'done' work in the next
     this.setState('done');
     this.emit('done', this.progress());
     return this.stats();
   }
 
-  // The imported embeddings into the cache, a step at a time, read back from the worker.
+  // The imported embeddings into the cache. The search worker writes them to IndexedDB itself
+  // (seconds of structured cloning at 100,000 records, off the page's thread); where IndexedDB is
+  // missing the page's in-memory store takes them, a step at a time, read back from the worker.
   cacheImport(model, items) {
     const vectors = this.vectors;
     this.writing = this.writing.then(async () => {
       const store = await this.storePromise;
+      if (store.persistent && (await vectors.cacheImport(model))) return;
       for (let start = 0; start < items.length; start += STORE_STEP) {
         const step = items.slice(start, start + STORE_STEP);
         const raw = await vectors.raw(start, step.length);

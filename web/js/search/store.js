@@ -67,6 +67,10 @@ export class SearchStore {
     }
   }
 
+  close() {
+    this.db.close();
+  }
+
   // keys: [[model, path, size, mtime]] -> [record | undefined], same order.
   async getMany(keys) {
     const out = new Array(keys.length);

@@ -100,4 +100,9 @@ export class VectorClient {
   releaseRaw() {
     return this.worker.call('releaseRaw');
   }
+
+  // The committed import into the embedding cache, written by the worker -> records written.
+  cacheImport(model) {
+    return this.worker.call('cacheImport', { model });
+  }
 }

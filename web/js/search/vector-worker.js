@@ -13,17 +13,22 @@ import { serve, withTransfer, RpcError } from '../runtime/rpc.js';
 import { CompactVectors, MAX_ROWS } from './compact-vectors.js';
 import { readIndex, parseJson } from './index-file.js';
 import { ExactRows } from './exact-rows.js';
+import { SearchStore, rootOf } from './store.js';
 
 const exactReady = ExactRows.open(); // null where the browser has no file for it
 // Rows per write when an import's embeddings go to the exact file.
 const WRITE_ROWS = 4096;
+// Records per IndexedDB write when an import goes to the page's embedding cache.
+const STORE_ROWS = 500;
 // Between the paths parse() sends as one string (no path holds a NUL).
 const SEPARATOR = '\u0000';
 
 let vectors = null; // CompactVectors | null (nothing yet)
 let capacity = 0;
-let staged = null; // { vectors, raw: Float32Array, d } from parse(), until commit() / discard()
+let staged = null; // { vectors, raw: Float32Array, d, n, files } from parse(), until commit() / discard()
 let raw = null; // the committed import's raw embeddings, until the page has stored them
+let files = null; // the committed import's { paths, sizes, mtimes } by id, until cached
+let generation = 0; // which collection the vectors and the exact file hold (reset/commit: +1)
 
 function ensure(d) {
   if (!vectors || vectors.d !== d) vectors = new CompactVectors(capacity, d);
@@ -52,6 +57,8 @@ serve({
     capacity = n;
     vectors = null;
     raw = null;
+    files = null;
+    generation += 1;
     (await exactReady)?.reset(0);
     return true;
   },
@@ -77,13 +84,16 @@ serve({
   },
 
   // labels: unit label vectors -> { label: Uint16Array, prob: Float32Array } by id, and order:
-  // the ids sorted by label, then the most confident first (ties by id).
+  // the ids sorted by label, then the most confident first (ties by id), with orderProb beside it.
   async zeroShot({ labels, logitScale, compact = false }) {
-    if (!vectors || !vectors.count) return { label: new Uint16Array(0), prob: new Float32Array(0), order: new Uint32Array(0), refined: 0 };
+    if (!vectors || !vectors.count) {
+      return { label: new Uint16Array(0), prob: new Float32Array(0), order: new Uint32Array(0), orderProb: new Float32Array(0), refined: 0 };
+    }
     const exact = compact ? null : await exactReady;
     const t0 = performance.now();
-    const { label, prob, order, refined } = vectors.zeroShot(labels, logitScale, exact);
-    return withTransfer({ label, prob, order, refined, ms: performance.now() - t0 }, [label.buffer, prob.buffer, order.buffer]);
+    const { label, prob, order, orderProb, refined } = vectors.zeroShot(labels, logitScale, exact);
+    return withTransfer({ label, prob, order, orderProb, refined, ms: performance.now() - t0 },
+      [label.buffer, prob.buffer, order.buffer, orderProb.buffer]);
   },
 
   // A row's raw embedding from the exact file (Float32Array) and its dequantised unit vector
@@ -143,7 +153,7 @@ serve({
         return null;
       }
     });
-    staged = { vectors: next, raw: rawSorted, d, n: rows.length };
+    staged = { vectors: next, raw: rawSorted, d, n: rows.length, files: { paths: out.paths, sizes: out.sizes.slice(), mtimes: out.mtimes.slice() } };
     // Paths as one string: 100,000 separate strings take the page a long task to receive.
     const paths = out.paths.join(SEPARATOR);
     const thumbnails = out.thumbnails.some(Boolean) ? out.thumbnails.map((t) => t ?? '').join(SEPARATOR) : null;
@@ -156,7 +166,9 @@ serve({
     vectors = n ? staged.vectors : null;
     capacity = n;
     raw = staged.raw;
+    files = staged.files;
     staged = null;
+    generation += 1;
     const exact = await exactReady;
     if (exact) {
       exact.reset(d);
@@ -188,6 +200,42 @@ serve({
 
   releaseRaw() {
     raw = null;
+    files = null;
     return true;
+  },
+
+  // The committed import into the page's embedding cache (IndexedDB, store.js), written here so
+  // that its structured cloning (seconds at 100,000 records) never runs on the page's thread.
+  // -> records written (0 where this worker has no IndexedDB).
+  async cacheImport({ model }) {
+    if (!files) throw new RpcError('the imported embeddings were released', 'released');
+    const { paths, sizes, mtimes } = files;
+    const n = paths.length;
+    const mine = generation;
+    const exact = vectors ? await exactReady : null;
+    const store = await SearchStore.open();
+    if (!store.persistent) return 0;
+    try {
+      for (let start = 0; start < n; start += STORE_ROWS) {
+        // Another collection replaced this one meanwhile: its rows are not these paths' any more.
+        if (generation !== mine) throw new RpcError('the imported collection was replaced before it was cached', 'replaced');
+        const count = Math.min(STORE_ROWS, n - start);
+        const rows = exact ? exact.readRange(start, count) : raw.subarray(start * (raw.length / n), (start + count) * (raw.length / n));
+        const d = rows.length / count;
+        const records = [];
+        for (let k = 0; k < count; k++) {
+          const id = start + k;
+          records.push({ model, path: paths[id], size: sizes[id], mtime: mtimes[id], root: rootOf(paths[id]), embedding: rows.slice(k * d, (k + 1) * d), error: null });
+        }
+        await store.putMany(records);
+      }
+    } finally {
+      store.close();
+      if (generation === mine) {
+        raw = null;
+        files = null;
+      }
+    }
+    return n;
   },
 });
