@@ -488,7 +488,7 @@ function scheduleProgress() {
 function renderProgress() {
   progressPending = false;
   const p = index.progress();
-  const s = index.stats();
+  const s = index.stats(p);
   const has = p.total > 0 || s.skipped.length > 0;
   $('#collection').hidden = !has && index.state === 'empty';
   $('#drop-zone').classList.toggle('compact', has);

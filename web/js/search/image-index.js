@@ -315,15 +315,21 @@ export class SearchIndex extends EventTarget {
     }
   }
 
+  // One pass over the items (a 100,000-image collection: the page calls this on every progress).
   progress() {
     const total = this.items.length;
     let done = 0;
     let failed = 0;
     let cached = 0;
+    let indexed = 0;
     for (const i of this.items) {
-      if (i.status !== 'pending') done += 1;
+      if (i.status === 'pending') continue;
+      done += 1;
       if (i.status === 'failed') failed += 1;
-      if (i.status === 'done' && i.source === 'cache') cached += 1;
+      else if (i.status === 'done') {
+        indexed += 1;
+        if (i.source === 'cache') cached += 1;
+      }
     }
     // Images per second over the last few dozen images: follows the current speed, not the start.
     // (A batch's images share one time: the images finished after the window's first time, over
@@ -334,12 +340,12 @@ export class SearchIndex extends EventTarget {
     if (after > 0) rate = after / ((t[t.length - 1] - t[0]) / 1000);
     else if (t.length > 0 && t[0] > this.rate.start) rate = t.length / ((t[0] - this.rate.start) / 1000);
     const left = total - done;
-    return { state: this.state, total, done, failed, cached, left, rate, eta: rate > 0 && left > 0 ? left / rate : null };
+    return { state: this.state, total, done, failed, cached, indexed, left, rate, eta: rate > 0 && left > 0 ? left / rate : null };
   }
 
-  stats() {
-    const p = this.progress();
-    const failed = this.items.filter((i) => i.status === 'failed').map((i) => ({ path: i.path, reason: i.reason }));
+  // p: this.progress(), when the caller has it already.
+  stats(p = this.progress()) {
+    const failed = p.failed ? this.items.filter((i) => i.status === 'failed').map((i) => ({ path: i.path, reason: i.reason })) : [];
     return {
       state: this.state,
       name: this.name,
@@ -347,7 +353,7 @@ export class SearchIndex extends EventTarget {
       model: this.modelId,
       opened: this.opened,
       total: p.total,
-      indexed: this.items.filter((i) => i.status === 'done').length,
+      indexed: p.indexed,
       pending: p.left,
       cached: p.cached,
       embedded: this.embedded,
