@@ -18,7 +18,7 @@
 // store, folder listing, query math, the result grid and the index-import worker.
 // May import: clip.js and runtime/ (lower layers). Never ui/, widget/ or pages/.
 
-import { SearchStore, recordKey, rootOf } from './store.js';
+import { SearchStore, recordKey, cacheRecord } from './store.js';
 import { classify, collectionRoot } from './folder-files.js';
 import { floatsToBase64 } from './query.js';
 import { INDEX_FORMAT, INDEX_VERSION } from './index-file.js';
@@ -270,7 +270,7 @@ export class SearchIndex extends EventTarget {
       const embedding = out.data.slice(i * d, (i + 1) * d);
       if (this.modelId === model) this.setEmbedding(item, embedding, 'model');
       this.rate.times.push(now);
-      records.push({ model, path: item.path, size: item.size, mtime: item.lastModified, root: rootOf(item.path), embedding, error: null });
+      records.push(cacheRecord(model, item.path, item.size, item.lastModified, { embedding }));
     });
     this.rate.times = this.rate.times.slice(-64);
     this.vectors.flush();
@@ -298,7 +298,7 @@ export class SearchIndex extends EventTarget {
     item.reason = reason;
     item.source = source;
     if (store) {
-      this.persist(store, [{ model, path: item.path, size: item.size, mtime: item.lastModified, root: rootOf(item.path), embedding: null, error: reason }]);
+      this.persist(store, [cacheRecord(model, item.path, item.size, item.lastModified, { error: reason })]);
     }
     if (!quiet) this.emit('progress', this.progress());
   }
@@ -519,9 +519,7 @@ export class SearchIndex extends EventTarget {
         const step = items.slice(start, start + STORE_STEP);
         const raw = await vectors.raw(start, step.length);
         const d = raw.length / step.length;
-        await store.putMany(step.map((i, k) => ({
-          model, path: i.path, size: i.size, mtime: i.lastModified, root: rootOf(i.path), embedding: raw.slice(k * d, (k + 1) * d), error: null,
-        })));
+        await store.putMany(step.map((i, k) => cacheRecord(model, i.path, i.size, i.lastModified, { embedding: raw.slice(k * d, (k + 1) * d) })));
       }
     }).catch((err) => console.warn('cache write failed', err)).finally(() => vectors.releaseRaw().catch(() => {}));
   }

@@ -24,6 +24,11 @@ export function recordKey(model, path, size, mtime) {
   return [model, path, size, mtime];
 }
 
+// A cache record: the embedding of a file, or why it could not be embedded.
+export function cacheRecord(model, path, size, mtime, { embedding = null, error = null }) {
+  return { model, path, size, mtime, root: rootOf(path), embedding, error };
+}
+
 function promised(request) {
   return new Promise((resolve, reject) => {
     request.onsuccess = () => resolve(request.result);

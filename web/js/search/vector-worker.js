@@ -13,7 +13,7 @@ import { serve, withTransfer, RpcError } from '../runtime/rpc.js';
 import { CompactVectors, MAX_ROWS } from './compact-vectors.js';
 import { readIndex, parseJson } from './index-file.js';
 import { ExactRows } from './exact-rows.js';
-import { SearchStore, rootOf } from './store.js';
+import { SearchStore, cacheRecord } from './store.js';
 
 const exactReady = ExactRows.open(); // null where the browser has no file for it
 // Rows per write when an import's embeddings go to the exact file.
@@ -220,12 +220,12 @@ serve({
         // Another collection replaced this one meanwhile: its rows are not these paths' any more.
         if (generation !== mine) throw new RpcError('the imported collection was replaced before it was cached', 'replaced');
         const count = Math.min(STORE_ROWS, n - start);
-        const rows = exact ? exact.readRange(start, count) : raw.subarray(start * (raw.length / n), (start + count) * (raw.length / n));
-        const d = rows.length / count;
+        const d = exact ? exact.d : raw.length / n;
+        const rows = exact ? exact.readRange(start, count) : raw.subarray(start * d, (start + count) * d);
         const records = [];
         for (let k = 0; k < count; k++) {
           const id = start + k;
-          records.push({ model, path: paths[id], size: sizes[id], mtime: mtimes[id], root: rootOf(paths[id]), embedding: rows.slice(k * d, (k + 1) * d), error: null });
+          records.push(cacheRecord(model, paths[id], sizes[id], mtimes[id], { embedding: rows.slice(k * d, (k + 1) * d) }));
         }
         await store.putMany(records);
       }
