@@ -51,10 +51,10 @@ const PAGE = 65536; // WebAssembly memory page
 
 // ------------------------------------------------------------------------------------------------
 // The kernels, assembled here (a few dozen bytes; no build step, no binary file to keep in sync).
-//   dots(matrix, rows, stride, query, out): out[k] = sum_i matrix[k * stride + i] * query[i]
-//   dotsMany(matrix, rows, stride, queries, nq, out): out[k * nq + j] = the same for query j of
-//     nq (int16, one after another): each row is read from memory once for all of them, so a
-//     zero-shot sort into 10 labels is one pass over the matrix, not 10.
+//   dotsMany(matrix, rows, stride, queries, nq, out): out[k * nq + j] = sum_i matrix[k * stride + i]
+//     * query_j[i] for nq queries (int16, one after another): each row is read from memory once
+//     for all of them, so a zero-shot sort into 10 labels is one pass over the matrix, not 10; a
+//     ranking is the same with nq = 1.
 //   matrix int8, queries int16 (stride values each), out int32; stride a multiple of 16.
 // ------------------------------------------------------------------------------------------------
 
@@ -118,25 +118,6 @@ function rowDot(l) {
   ];
 }
 
-function dotsBody() {
-  // params 0 matrix, 1 rows, 2 stride, 3 query, 4 out; locals 5 k, 6 i, 7 row, 8 o, 9 acc, 10 v
-  const l = { M: 0, N: 1, S: 2, Q: 3, OUT: 4, K: 5, I: 6, R: 7, O: 8, ACC: 9, V: 10 };
-  return [
-    2, 4, I32, 2, V128,
-    ...g(l.M), ...s(l.R), ...g(l.OUT), ...s(l.O), ...c(0), ...s(l.K),
-    OP.block, OP.void,
-    ...g(l.N), OP.i32Eqz, OP.brIf, 0,
-    OP.loop, OP.void,
-    ...rowDot(l),
-    ...g(l.O), ...c(4), OP.i32Add, ...s(l.O),
-    ...g(l.R), ...g(l.S), OP.i32Add, ...s(l.R),
-    ...g(l.K), ...c(1), OP.i32Add, OP.tee, l.K, ...g(l.N), OP.i32LtU, OP.brIf, 0,
-    OP.end,
-    OP.end,
-    OP.end,
-  ];
-}
-
 function dotsManyBody() {
   // params 0 matrix, 1 rows, 2 stride, 3 queries, 4 nq, 5 out;
   // locals 6 k, 7 i, 8 row, 9 o, 10 j, 11 q, 12 acc, 13 v
@@ -164,14 +145,14 @@ function dotsManyBody() {
 }
 
 function kernelBytes() {
-  const bodies = [dotsBody(), dotsManyBody()];
+  const body = dotsManyBody();
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, [2, 0x60, 5, I32, I32, I32, I32, I32, 0, 0x60, 6, I32, I32, I32, I32, I32, I32, 0]),
+    ...section(1, [1, 0x60, 6, I32, I32, I32, I32, I32, I32, 0]),
     ...section(2, [1, ...name('env'), ...name('memory'), 0x02, 0x00, 0x01]),
-    ...section(3, [2, 0, 1]),
-    ...section(7, [2, ...name('dots'), 0x00, 0, ...name('dotsMany'), 0x00, 1]),
-    ...section(10, [2, ...bodies.flatMap((b) => [...uleb(b.length), ...b])]),
+    ...section(3, [1, 0]),
+    ...section(7, [1, ...name('dotsMany'), 0x00, 0]),
+    ...section(10, [1, ...uleb(body.length), ...body]),
   ]);
 }
 
@@ -303,7 +284,7 @@ export class CompactVectors {
     if (this.module) {
       const pages = Math.ceil((matrixBytes + scratch + LANES) / PAGE);
       this.memory = new WebAssembly.Memory({ initial: pages });
-      ({ dots: this.dots, dotsMany: this.dotsMany } = new WebAssembly.Instance(this.module, { env: { memory: this.memory } }).exports);
+      this.dotsMany = new WebAssembly.Instance(this.module, { env: { memory: this.memory } }).exports.dotsMany;
       this.codes = new Int8Array(this.memory.buffer, 0, matrixBytes);
       this.queryOffset = matrixBytes;
       this.outOffset = matrixBytes + this.stride * 2;
@@ -353,39 +334,27 @@ export class CompactVectors {
   // Unit query q (length d) -> Float32Array(capacity) of cosines (rows not set: 0). Row k's is
   // within bound(k) of the float32 score (this.queryError is the query's share, set here).
   scores(q) {
-    const { codes: qc, factor, error } = quantiseQuery(q, this.stride);
+    const query = quantiseQuery(q, this.stride);
+    const { factor, error } = query;
     this.queryError = error;
     const n = this.capacity;
     const out = new Float32Array(n);
-    let dots;
-    if (this.module) {
-      new Int16Array(this.memory.buffer, this.queryOffset, this.stride).set(qc);
-      this.dots(0, n, this.stride, this.queryOffset, this.outOffset);
-      dots = new Int32Array(this.memory.buffer, this.outOffset, n);
-    } else {
-      dots = new Int32Array(n);
-      const c = this.codes;
-      const s = this.stride;
-      for (let k = 0; k < n; k++) {
-        let a = 0;
-        const base = k * s;
-        for (let i = 0; i < s; i++) a += c[base + i] * qc[i];
-        dots[k] = a;
-      }
-    }
+    const dots = this.groupDots([query], 0, n, { queryAt: this.queryOffset, outAt: this.outOffset });
     for (let k = 0; k < n; k++) out[k] = this.present[k] ? dots[k] * this.factors[k] * factor : 0;
     return out;
   }
 
   // Quantised queries (quantiseQuery) -> Int32Array(rows * m): row start + r against query j at
-  // r * m + j. A view of the kernel's scratch (valid until the next call) where SIMD runs.
-  groupDots(group, start, rows) {
+  // r * m + j. A view of the kernel's scratch (valid until the next call) where SIMD runs: by
+  // default the zero-shot group's (GROUP queries, BLOCK rows); a ranking passes its own (one
+  // query, every row).
+  groupDots(group, start, rows, { queryAt = this.groupOffset, outAt = this.groupOutOffset } = {}) {
     const m = group.length;
     const s = this.stride;
     if (this.module) {
-      group.forEach((q, j) => new Int16Array(this.memory.buffer, this.groupOffset + j * s * 2, s).set(q.codes));
-      this.dotsMany(start * s, rows, s, this.groupOffset, m, this.groupOutOffset);
-      return new Int32Array(this.memory.buffer, this.groupOutOffset, rows * m);
+      group.forEach((q, j) => new Int16Array(this.memory.buffer, queryAt + j * s * 2, s).set(q.codes));
+      this.dotsMany(start * s, rows, s, queryAt, m, outAt);
+      return new Int32Array(this.memory.buffer, outAt, rows * m);
     }
     const out = new Int32Array(rows * m);
     const c = this.codes;
