@@ -46,8 +46,13 @@ export async function loadModelBytes(url, spec = {}, onProgress = () => {}) {
         (!spec.bytes || buffer.byteLength === spec.bytes) && (!spec.sha256 || verified || (await sha256Hex(buffer)) === spec.sha256);
       if (intact) {
         onProgress({ file: url.split('/').pop(), url, loaded: buffer.byteLength, total: buffer.byteLength, done: true, cached: true });
-        discardPartial(key).catch(() => {}); // off the start's path: nothing waits for it
-        return { buffer, cached: true, hashed: !!spec.sha256 && !verified, remember: async () => {} };
+        // Its session made, a partial copy a closed tab left behind can go: not awaited, and not
+        // beside the session's creation (a Firefox full run once hung creating a cached model's
+        // session while this ran at the cache hit; not shown to be the cause).
+        const remember = async () => {
+          discardPartial(key).catch(() => {});
+        };
+        return { buffer, cached: true, hashed: !!spec.sha256 && !verified, remember };
       }
       await cache.delete(key);
     }
