@@ -42,6 +42,7 @@ from PIL import Image, ImageOps
 
 from pyapp.constants import IMAGE_SIZE, MAX_IMAGE_PIXELS, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from pyapp.errors import ClipWebError, ImageDecodeError, ImageTooLargeError
+from pyapp.pipeline import ImageRules
 
 __all__ = [
     "SUPPORTED_FORMATS",
@@ -209,15 +210,21 @@ def _checked_and_loaded(im: Image.Image) -> Image.Image:
 # --------------------------------------------------------------------------------------------------
 
 
-def _resized_size(width: int, height: int, size: int) -> tuple[int, int]:
-    """(new_width, new_height) with the shorter side `size`.
+def _resized_size(width: int, height: int, size: int, resize: str = "shortest_side") -> tuple[int, int]:
+    """(new_width, new_height): the shorter side `size`, or (with resize "squash") both sides.
 
-    torchvision `_compute_resized_output_size`: new_long = int(size * long / short), in exactly that
-    order: `int(size / short * long)` can round 336 down to 335. Ties (square) take the `w <= h` branch.
+    torchvision `_compute_resized_output_size` and transformers' `get_resize_output_image_size`
+    agree: new_long = int(size * long / short), in exactly that order: `int(size / short * long)`
+    can round 336 down to 335. Ties (square) take the `w <= h` branch.
     """
+    if resize == "squash":
+        return (size, size)
     short, long = (width, height) if width <= height else (height, width)
     new_long = int(size * long / short)
     return (size, new_long) if width <= height else (new_long, size)
+
+
+_RESAMPLING = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 
 # Pillow's 16-bit greyscale modes: "I;16" and "I;16L" little-endian, "I;16B" big-endian, "I;16N" the
@@ -258,17 +265,17 @@ def _as_i(values: np.ndarray) -> Image.Image:
     return Image.frombytes("I", (values.shape[1], values.shape[0]), values.tobytes())
 
 
-def _resample_pass_16_bit(im: Image.Image, new_size: tuple[int, int]) -> Image.Image:
+def _resample_pass_16_bit(im: Image.Image, new_size: tuple[int, int], resample: Image.Resampling) -> Image.Image:
     # One pass of Pillow 13's 16-bit resampler: the same double-precision sums of (value x weight)
     # in the same order, rounded half away from zero (ROUND_UP), as Pillow's 32-bit "I" resampler
     # computes them; then clipped to 0..65535 (CLIP16), which "I" does not do. A resize that changes
     # only one dimension runs only that pass in Pillow, with the weights of a full resize.
-    resized = np.asarray(im.resize(new_size, Image.Resampling.BICUBIC), dtype=np.int32)  # (new_h, new_w)
+    resized = np.asarray(im.resize(new_size, resample), dtype=np.int32)  # (new_h, new_w)
     return _as_i(np.clip(resized, 0, 65535))
 
 
-def _resize_16_bit(im: Image.Image, new_size: tuple[int, int]) -> Image.Image:
-    """BICUBIC resize of 16-bit greyscale exactly as Pillow 13 does it, with Pillow 10.2 operations.
+def _resize_16_bit(im: Image.Image, new_size: tuple[int, int], resample: Image.Resampling) -> Image.Image:
+    """Resize of 16-bit greyscale exactly as Pillow 13 does it, with Pillow 10.2 operations.
 
     Returns an "I" image of the values Pillow 13's "I;16*" result holds (0..65535): convert("RGB")
     then clips them to 0..255, as Pillow 13's I;16 -> RGB conversions do.
@@ -279,9 +286,9 @@ def _resize_16_bit(im: Image.Image, new_size: tuple[int, int]) -> Image.Image:
     # Pillow resizes horizontally first, then vertically (ImagingResampleInner), each pass only if
     # that dimension changes; the 16-bit intermediate is clipped, so the two passes are run apart.
     if new_width != width:
-        out = _resample_pass_16_bit(out, (new_width, height))
+        out = _resample_pass_16_bit(out, (new_width, height), resample)
     if new_height != height:
-        out = _resample_pass_16_bit(out, (new_width, new_height))
+        out = _resample_pass_16_bit(out, (new_width, new_height), resample)
     if im.mode in _SWAPPED_WHEN_RESAMPLED:
         # Written back in the same swapped order: the value is the result with its bytes swapped.
         values = np.asarray(out, dtype=np.int32)  # (new_h, new_w), 0..65535
@@ -289,35 +296,66 @@ def _resize_16_bit(im: Image.Image, new_size: tuple[int, int]) -> Image.Image:
     return out
 
 
-def _resize_shorter_side(im: Image.Image, size: int, sixteen_bit: bool = False) -> Image.Image:
-    """Resize(size, BICUBIC). `sixteen_bit`: _is_16_bit_grey of the image as opened."""
-    new_size = _resized_size(im.width, im.height, size)
+def _resize(im: Image.Image, rules: ImageRules, sixteen_bit: bool = False) -> Image.Image:
+    """Resize(resize_size, interpolation). `sixteen_bit`: _is_16_bit_grey of the image as opened."""
+    new_size = _resized_size(im.width, im.height, rules.resize_size, rules.resize)
     if new_size == im.size:
         # torchvision's resize returns the image untouched when it already has the output size
-        # (Pillow would make a copy; the pixels are the same either way).
+        # (Pillow, which transformers calls, makes a copy; the pixels are the same either way).
         return im
+    resample = _RESAMPLING[rules.interpolation]
     if sixteen_bit:
-        return _resize_16_bit(im, new_size)
-    # Pillow itself swaps BICUBIC for NEAREST on "1"/"P", and resizes "LA"/"RGBA" premultiplied:
-    # calling the same method on the same mode reproduces both.
-    return im.resize(new_size, Image.Resampling.BICUBIC)
+        return _resize_16_bit(im, new_size, resample)
+    # Pillow itself swaps BICUBIC/BILINEAR for NEAREST on "1"/"P", and resizes "LA"/"RGBA"
+    # premultiplied: calling the same method on the same mode reproduces both.
+    return im.resize(new_size, resample)
 
 
-def _center_crop(im: Image.Image, size: int) -> Image.Image:
+def _center_crop(im: Image.Image, size: int, rounding: str = "round_half_even") -> Image.Image:
     """Crop the central size x size square.
 
-    torchvision `center_crop`: top = int(round((h - size) / 2.0)), same for left. Python's round()
-    is round-half-to-even, so an odd excess of 3 gives 1.5 -> 2 and 1 gives 0.5 -> 0.
-    torchvision pads with zeros when the image is smaller than the crop; after a shorter-side resize
-    to `size` both sides are >= size (new_long = int(size * long / short) >= size since long >= short),
-    so that branch can't be reached from here.
+    torchvision `center_crop` (OpenAI, open_clip): top = int(round((h - size) / 2.0)), same for
+    left; Python's round() is round-half-to-even, so an odd excess of 3 gives 1.5 -> 2 and 1 gives
+    0.5 -> 0. transformers' `center_crop` floors: top = (h - size) // 2, so 3 gives 1.
+    Both pad when the image is smaller than the crop; after a shorter-side resize to at least
+    `size` (ImageRules refuses a smaller resize_size) both sides are >= size, so that branch can't
+    be reached from here.
     """
     width, height = im.size
     if width < size or height < size:  # pragma: no cover - unreachable, see above
         raise AssertionError(f"center crop of {width}x{height} to {size}: resize should prevent this")
-    top = int(round((height - size) / 2.0))
-    left = int(round((width - size) / 2.0))
+    if rounding == "floor":
+        top, left = (height - size) // 2, (width - size) // 2
+    else:
+        top, left = int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
     return im.crop((left, top, left + size, top + size))
+
+
+def _rgb_over_white(im: Image.Image) -> Image.Image:
+    """transformers' `convert_to_rgb` on a PIL image: transparency composited onto opaque white.
+
+    An image has transparency when it has an alpha band or a `transparency` entry (palette, L, RGB);
+    OpenAI's order instead drops alpha after the resize, leaving transparent pixels' own colour.
+    """
+    try:
+        if "A" in im.getbands() or im.info.get("transparency") is not None:
+            rgba = im.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return Image.alpha_composite(white, rgba).convert("RGB")
+        return im if im.mode == "RGB" else im.convert("RGB")
+    except ValueError as exc:  # a mode Pillow has no RGB conversion for
+        raise ImageDecodeError(f"Images with pixel mode {im.mode!r} aren't supported.") from exc
+
+
+def _transform(im: Image.Image, rules: ImageRules, sixteen_bit: bool = False) -> np.ndarray:
+    """An opened image -> float32 (3, size, size), by the rules, in the reference's order."""
+    if rules.convert_rgb == "first_over_white":
+        im = _rgb_over_white(im)
+        sixteen_bit = False  # now 8-bit RGB
+    im = _resize(im, rules, sixteen_bit)
+    if rules.center_crop:
+        im = _center_crop(im, rules.size, rules.crop_rounding)
+    return _normalise(_to_rgb_array(im), rules)
 
 
 def _to_rgb_array(im: Image.Image) -> np.ndarray:
@@ -329,43 +367,53 @@ def _to_rgb_array(im: Image.Image) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _normalise_lut(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """(3, 256) float32: the normalised value of every uint8 level, per channel.
+def _normalise_lut(rules: ImageRules) -> np.ndarray:
+    """(3, 256) float32: the model's value of every uint8 level, per channel.
 
-    Bit-identical to torchvision by doing its float32 operations in its order: ToTensor is
-    `uint8.to(float32).div(255)`, Normalize is `sub_(mean).div_(std)` with mean/std cast to float32.
-    (Multiplying by 1/255, or computing in float64 then casting, differs in the last bit.)
-    A lookup table turns the per-pixel work into one gather.
+    Bit-identical to the references by doing their float32 operations in their order: torchvision's
+    ToTensor is `uint8.to(float32).div(255)` and Normalize `sub_(mean).div_(std)` with mean/std cast
+    to float32; transformers' `(x - mean) / std` on float32 arrays is the same. (Its rescale,
+    `float64(level) * (1/255)` cast to float32, equals level / 255 in float32 for all 256 levels.)
+    Without mean/std the rescaled level is the value. A lookup table turns the per-pixel work into
+    one gather.
     """
-    levels = np.arange(256, dtype=np.float32)  # (256,)
-    mean32 = np.asarray(mean, dtype=np.float32)[:, None]  # (3, 1)
-    std32 = np.asarray(std, dtype=np.float32)[:, None]  # (3, 1)
-    lut = (levels[None, :] / np.float32(255) - mean32) / std32  # (3, 256)
+    scaled = np.arange(256, dtype=np.float32) / np.float32(255)  # (256,)
+    if rules.normalises:
+        mean32 = np.asarray(rules.mean, dtype=np.float32)[:, None]  # (3, 1)
+        std32 = np.asarray(rules.std, dtype=np.float32)[:, None]  # (3, 1)
+        lut = (scaled[None, :] - mean32) / std32  # (3, 256)
+    else:
+        lut = np.repeat(scaled[None, :], 3, axis=0)  # (3, 256)
     lut.setflags(write=False)
     return lut
 
 
-def _normalise(rgb: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    lut = _normalise_lut(mean, std)  # (3, 256)
+def _normalise(rgb: np.ndarray, rules: ImageRules) -> np.ndarray:
+    lut = _normalise_lut(rules)  # (3, 256)
     out = np.empty((3,) + rgb.shape[:2], dtype=np.float32)  # (3, size, size), C-contiguous (CHW)
     for c in range(3):
         np.take(lut[c], rgb[:, :, c], out=out[c])  # (size, size) gather of uint8 levels
     return out
 
 
-def _check_params(size: int, mean: Sequence[float], std: Sequence[float]) -> tuple[int, tuple, tuple]:
+def _rules(size: int, mean: Sequence[float] | None, std: Sequence[float] | None, rules: ImageRules | None) -> ImageRules:
+    """The rules to apply: `rules` when given, else OpenAI CLIP's with this size, mean and std."""
+    if rules is not None:
+        if not isinstance(rules, ImageRules):
+            raise TypeError(f"rules must be pyapp.pipeline.ImageRules, got {type(rules).__name__}")
+        return rules
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"size must be a positive int, got {size!r}")
-    mean_t = tuple(float(m) for m in mean)
-    std_t = tuple(float(s) for s in std)
-    if len(mean_t) != 3 or len(std_t) != 3:
-        raise ValueError("mean and std must have 3 values (R, G, B)")
-    if any(np.float32(s) == 0 for s in std_t):
+    mean_t = None if mean is None else tuple(float(m) for m in mean)
+    std_t = None if std is None else tuple(float(s) for s in std)
+    if (mean_t is None) != (std_t is None) or (mean_t is not None and (len(mean_t) != 3 or len(std_t) != 3)):
+        raise ValueError("mean and std must have 3 values (R, G, B), or both be None")
+    if std_t is not None and any(np.float32(s) == 0 for s in std_t):
         raise ValueError("std must not be zero")  # torchvision's Normalize refuses it too
-    return int(size), mean_t, std_t
+    return ImageRules(size=int(size), resize_size=int(size), mean=mean_t, std=std_t)
 
 
-def _preprocess_one(data: ImageInput, size: int, mean: tuple, std: tuple, exif_transpose: bool) -> np.ndarray:
+def _preprocess_one(data: ImageInput, rules: ImageRules, exif_transpose: bool) -> np.ndarray:
     # A PIL image may come straight from Image.open, lazy: it gets the same checks as bytes.
     im = _checked_and_loaded(data) if isinstance(data, Image.Image) else open_image(data)
     sixteen_bit = _is_16_bit_grey(im)  # before exif_transpose, whose new image forgets its format
@@ -376,43 +424,45 @@ def _preprocess_one(data: ImageInput, size: int, mean: tuple, std: tuple, exif_t
             im = ImageOps.exif_transpose(im)
         except Exception as exc:  # noqa: BLE001 - malformed EXIF
             raise ImageDecodeError(f"The image's EXIF orientation can't be read ({exc}).") from exc
-    crop = _center_crop(_resize_shorter_side(im, size, sixteen_bit), size)
-    return _normalise(_to_rgb_array(crop), mean, std)  # (3, size, size)
+    return _transform(im, rules, sixteen_bit)  # (3, size, size)
 
 
 def preprocess_image(
     data: ImageInput,
     *,
     size: int = IMAGE_SIZE,
-    mean: Sequence[float] = OPENAI_DATASET_MEAN,
-    std: Sequence[float] = OPENAI_DATASET_STD,
+    mean: Sequence[float] | None = OPENAI_DATASET_MEAN,
+    std: Sequence[float] | None = OPENAI_DATASET_STD,
     exif_transpose: bool = False,
+    rules: ImageRules | None = None,
 ) -> np.ndarray:
     """One image (file bytes or a PIL image) -> float32 pixel values, shape (1, 3, size, size).
 
-    Identical to OpenAI CLIP's `preprocess(Image.open(f)).unsqueeze(0)`. Raises ImageDecodeError or
-    ImageTooLargeError (pyapp.errors) on bad input, with a message a page can show as is.
-    `exif_transpose=True` applies the EXIF orientation first (the reference does not).
+    Identical to OpenAI CLIP's `preprocess(Image.open(f)).unsqueeze(0)`, or, given `rules` (a
+    manifest's, pyapp.pipeline.image_rules), to that family's reference processor. Raises
+    ImageDecodeError or ImageTooLargeError (pyapp.errors) on bad input, with a message a page can
+    show as is. `exif_transpose=True` applies the EXIF orientation first (the references do not).
     """
-    size, mean_t, std_t = _check_params(size, mean, std)
-    return _preprocess_one(data, size, mean_t, std_t, exif_transpose)[None]  # (1, 3, size, size)
+    rules = _rules(size, mean, std, rules)
+    return _preprocess_one(data, rules, exif_transpose)[None]  # (1, 3, size, size)
 
 
 def preprocess_images(
     images: Iterable[ImageInput],
     *,
     size: int = IMAGE_SIZE,
-    mean: Sequence[float] = OPENAI_DATASET_MEAN,
-    std: Sequence[float] = OPENAI_DATASET_STD,
+    mean: Sequence[float] | None = OPENAI_DATASET_MEAN,
+    std: Sequence[float] | None = OPENAI_DATASET_STD,
     exif_transpose: bool = False,
+    rules: ImageRules | None = None,
 ) -> np.ndarray:
     """Several images -> float32 (n, 3, size, size). An error names which image (1-based) failed."""
-    size, mean_t, std_t = _check_params(size, mean, std)
+    rules = _rules(size, mean, std, rules)
     images = list(images)
-    out = np.empty((len(images), 3, size, size), dtype=np.float32)  # (n, 3, size, size)
+    out = np.empty((len(images), 3, rules.size, rules.size), dtype=np.float32)  # (n, 3, size, size)
     for i, data in enumerate(images):
         try:
-            out[i] = _preprocess_one(data, size, mean_t, std_t, exif_transpose)
+            out[i] = _preprocess_one(data, rules, exif_transpose)
         except ClipWebError as exc:
             raise type(exc)(f"Image {i + 1} of {len(images)}: {exc}") from exc
     return out
@@ -473,13 +523,14 @@ def preprocess_decoded_rgba(
     orientation: int = 1,
     *,
     size: int = IMAGE_SIZE,
-    mean: Sequence[float] = OPENAI_DATASET_MEAN,
-    std: Sequence[float] = OPENAI_DATASET_STD,
+    mean: Sequence[float] | None = OPENAI_DATASET_MEAN,
+    std: Sequence[float] | None = OPENAI_DATASET_STD,
     exif_transpose: bool = False,
+    rules: ImageRules | None = None,
 ) -> np.ndarray:
     """RGBA pixels of a JPEG as the browser decoded it (orientation applied, width x height as
     displayed) -> float32 (1, 3, size, size), equal to `preprocess_image` of the JPEG's bytes."""
-    size, mean_t, std_t = _check_params(size, mean, std)
+    rules = _rules(size, mean, std, rules)
     if width * height > MAX_IMAGE_PIXELS:
         raise _too_large(width, height)
     if len(rgba) != width * height * 4:
@@ -490,8 +541,7 @@ def preprocess_decoded_rgba(
         # Back to stored order, as Image.open gives it; with exif_transpose the browser's upright
         # pixels are already what ImageOps.exif_transpose would give.
         im = im.transpose(_UNDO_ORIENTATION[orientation])
-    crop = _center_crop(_resize_shorter_side(im, size), size)
-    return _normalise(_to_rgb_array(crop), mean_t, std_t)[None]  # (1, 3, size, size)
+    return _transform(im, rules)[None]  # (1, 3, size, size): an RGB JPEG, so both RGB orders agree
 
 
 # --------------------------------------------------------------------------------------------------
@@ -502,10 +552,10 @@ def preprocess_decoded_rgba(
 def tensor_to_rgb_uint8(
     pixel_values: np.ndarray,
     *,
-    mean: Sequence[float] = OPENAI_DATASET_MEAN,
-    std: Sequence[float] = OPENAI_DATASET_STD,
+    mean: Sequence[float] | None = OPENAI_DATASET_MEAN,
+    std: Sequence[float] | None = OPENAI_DATASET_STD,
 ) -> np.ndarray:
-    """Undo the normalisation: (1, 3, s, s) or (3, s, s) float -> (s, s, 3) uint8 RGB.
+    """Undo the normalisation (None: the model takes level / 255 as it is): (1, 3, s, s) or (3, s, s) float -> (s, s, 3) uint8 RGB.
 
     Exact inverse on our own output (x * std + mean recovers level / 255 to well under half a level).
     """
@@ -516,8 +566,8 @@ def tensor_to_rgb_uint8(
         x = x[0]  # (3, s, s)
     if x.ndim != 3 or x.shape[0] != 3:
         raise ValueError(f"expected shape (1, 3, s, s) or (3, s, s), got {np.shape(pixel_values)}")
-    mean32 = np.asarray(mean, dtype=np.float32)[:, None, None]  # (3, 1, 1)
-    std32 = np.asarray(std, dtype=np.float32)[:, None, None]  # (3, 1, 1)
+    mean32 = np.asarray((0.0,) * 3 if mean is None else mean, dtype=np.float32)[:, None, None]  # (3, 1, 1)
+    std32 = np.asarray((1.0,) * 3 if std is None else std, dtype=np.float32)[:, None, None]  # (3, 1, 1)
     levels = np.rint((x * std32 + mean32) * np.float32(255))  # (3, s, s)
     return np.ascontiguousarray(np.clip(levels, 0, 255).astype(np.uint8).transpose(1, 2, 0))  # (s, s, 3)
 

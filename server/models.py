@@ -3,7 +3,11 @@
     {"id", "name", "variant",
      "image": {"url", "input", "output", "input_dtype", ["sha256"], ["bytes"]},
      "text":  {... same ..., ["dynamic_sequence"]},   true: takes [b, L] for any L <= context_length
-     "context_length", "image_size", "mean", "std", "embed_dim", ["source"], ["report"]}
+     "context_length", "image_size", "mean", "std", "embed_dim", ["source"], ["report"],
+     ["preprocess"], ["scoring"]}
+
+mean/std may be null (no normalisation). "preprocess" and "scoring" state how the family prepares
+images and scores labels (pyapp/pipeline.py); without them a manifest describes OpenAI CLIP.
 
 URLs are absolute, or relative to the manifest. Presets live in server/presets/; a local models
 folder holds one subfolder per model, each with its own manifest.json (or a manifest.json at top).
@@ -14,6 +18,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from urllib.parse import urljoin
+
+from pyapp.pipeline import PipelineError, image_rules, scoring
 
 from .settings import Settings
 
@@ -41,8 +47,11 @@ def validate_manifest(manifest: dict, where: str) -> dict:
             )
     if not isinstance(manifest["text"].get("dynamic_sequence", False), bool):
         raise ManifestError(f"{where}: text dynamic_sequence must be true or false")
-    if len(manifest["mean"]) != 3 or len(manifest["std"]) != 3:
-        raise ManifestError(f"{where}: mean and std need 3 values each")
+    try:
+        image_rules(manifest)
+        scoring(manifest)
+    except PipelineError as exc:
+        raise ManifestError(f"{where}: {exc}") from exc
     return manifest
 
 
@@ -64,12 +73,19 @@ def local_manifest_paths(models_dir: Path) -> list[Path]:
 
 
 def list_models(settings: Settings) -> dict:
-    models = []
+    """Presets and the local folder's models. A local manifest that can't be used is listed under
+    "refused" with the reason (naming the field), and the rest are served; a bad preset is our bug
+    and fails the whole answer."""
+    models, refused = [], []
     if settings.models_dir is not None:
         for path in local_manifest_paths(settings.models_dir):
             folder = path.parent.relative_to(settings.models_dir).as_posix()
             base = "/models/" + ("" if folder == "." else folder + "/")
-            models.append(dict(load_manifest(path, base), origin="local"))
+            try:
+                models.append(dict(load_manifest(path, base), origin="local"))
+            except ManifestError as exc:
+                where = f"{base}manifest.json"
+                refused.append({"manifest": where, "error": str(exc).replace(str(path), where, 1)})
     for path in sorted(settings.presets_dir.glob("*.json")):
         models.append(dict(load_manifest(path, ""), origin="preset"))
     ids = [m["id"] for m in models]
@@ -79,4 +95,4 @@ def list_models(settings: Settings) -> dict:
     # The original demos load rocca's fp32 files; a local folder, when given, is what the user wants.
     local = [m for m in models if m["origin"] == "local"]
     default = local[0]["id"] if local else "rocca-vit-b-32-fp32"
-    return {"default": default, "models": models}
+    return {"default": default, "models": models, **({"refused": refused} if refused else {})}

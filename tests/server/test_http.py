@@ -277,3 +277,38 @@ def test_a_copy_older_than_its_source_is_not_sent(tmp_path, assets_dir):
     (ort / "ort.wasm.min.mjs").write_text("export const replaced = true;\n")
     response = client.get(url, headers=ask)
     assert "content-encoding" not in response.headers and response.text == "export const replaced = true;\n"
+
+
+def test_a_bad_local_manifest_is_refused_by_field_and_the_rest_served(tmp_path, tiny_model_dir):
+    """A local manifest with an unknown pipeline rule, or one contradicting another, is listed under
+    "refused" with the field named; the good local model and the presets are still served."""
+    models = tmp_path / "models"
+    good = json.loads((tiny_model_dir / "manifest.json").read_text())
+    cases = {
+        "lanczos": ({"preprocess": {"interpolation": "lanczos"}}, "preprocess.interpolation: 'lanczos' is not one of"),
+        "crop": ({"preprocess": {"resize_size": 100}}, "preprocess.resize_size: 100 is smaller than image_size"),
+        "score": ({"scoring": {"kind": "sigmoid", "logit_scale": "high"}}, "scoring.logit_scale: must be a finite number"),
+    }
+    for folder, (change, _) in {"tiny": ({}, None), **cases}.items():
+        (models / folder).mkdir(parents=True)
+        manifest = {**good, **change, "id": f"{good['id']}-{folder}" if change else good["id"]}
+        (models / folder / "manifest.json").write_text(json.dumps(manifest))
+    client = TestClient(create_app(Settings(assets_dir=tmp_path / "assets", models_dir=models)))
+    listing = client.get("/api/models").json()
+    assert listing["default"] == good["id"]
+    assert "xenova-vit-b-32-fp32" in [m["id"] for m in listing["models"]]
+    refused = {r["manifest"]: r["error"] for r in listing["refused"]}
+    assert set(refused) == {f"/models/{folder}/manifest.json" for folder in cases}
+    for folder, (_, words) in cases.items():
+        where = f"/models/{folder}/manifest.json"
+        assert refused[where].startswith(f"{where}: {words}"), refused[where]
+        assert str(tmp_path) not in refused[where]  # no server path leaks to the page
+
+
+def test_presets_state_no_rules_and_so_are_openai_clip():
+    from pyapp.pipeline import OPENAI_IMAGE_RULES, Scoring, image_rules, scoring
+
+    for path in sorted((REPO_ROOT / "server" / "presets").glob("*.json")):
+        manifest = json.loads(path.read_text())
+        assert image_rules(manifest) == OPENAI_IMAGE_RULES, path.name
+        assert scoring(manifest) == Scoring(), path.name
