@@ -11,7 +11,9 @@ holding the parsed tokenizer and answers text at once, while numpy and Pillow lo
 
 from __future__ import annotations
 
+import json
 from array import array
+from functools import lru_cache
 
 from js import Object
 from pyodide.ffi import JsProxy, to_js
@@ -31,15 +33,29 @@ def load_vocab(gz_bytes) -> None:
     tokenizer.set_default_tokenizer(tokenizer.Tokenizer.from_bytes(_to_bytes(gz_bytes)))
 
 
-def _floats(values) -> tuple[float, ...]:
+def _floats(values) -> tuple[float, ...] | None:
+    if values is None:  # JS null: a model without normalisation
+        return None
     return tuple(float(v) for v in (values.to_py() if isinstance(values, JsProxy) else values))
 
 
-def preprocess_image(data, size: int, mean, std, exif_transpose: bool = False):
+@lru_cache(maxsize=8)
+def _image_rules(rules_json: str):
+    """A manifest's {image_size, mean, std, preprocess} as JSON -> pyapp.pipeline.ImageRules."""
+    from .errors import ClipWebError
+    from .pipeline import PipelineError, image_rules
+
+    try:
+        return image_rules(json.loads(rules_json))
+    except PipelineError as exc:  # the server checks manifests too; a page may be given its own
+        raise ClipWebError(f"The model's manifest can't be used: {exc}") from exc
+
+
+def preprocess_image(data, rules: str, exif_transpose: bool = False):
     from . import preprocess
 
     return preprocess.preprocess_image(
-        _to_bytes(data), size=int(size), mean=_floats(mean), std=_floats(std), exif_transpose=bool(exif_transpose)
+        _to_bytes(data), rules=_image_rules(str(rules)), exif_transpose=bool(exif_transpose)
     )  # (1, 3, size, size)
 
 
@@ -51,12 +67,12 @@ def browser_jpeg_plan(data):
     return None if plan is None else to_js(plan, dict_converter=Object.fromEntries)
 
 
-def preprocess_decoded_rgba(rgba, width, height, orientation, size, mean, std, exif_transpose=False):
+def preprocess_decoded_rgba(rgba, width, height, orientation, rules: str, exif_transpose=False):
     from . import preprocess
 
     return preprocess.preprocess_decoded_rgba(
         _to_bytes(rgba), int(width), int(height), int(orientation),
-        size=int(size), mean=_floats(mean), std=_floats(std), exif_transpose=bool(exif_transpose),
+        rules=_image_rules(str(rules)), exif_transpose=bool(exif_transpose),
     )  # (1, 3, size, size)
 
 

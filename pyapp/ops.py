@@ -59,13 +59,20 @@ def softmax(x, axis: int = -1) -> np.ndarray:
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
-def zero_shot_probs(image_embeds, text_embeds, logit_scale: float = LOGIT_SCALE) -> np.ndarray:
+def zero_shot_probs(image_embeds, text_embeds, logit_scale: float = LOGIT_SCALE, *, scoring=None) -> np.ndarray:
     """Probability of each label for each image: softmax over labels of scale * cosine.
 
     image_embeds (n, d) or (d,), text_embeds (m, d) -> (n, m), rows summing to 1. logit_scale is
-    CLIP's exp(logit_scale) (100 for trained OpenAI models), not its log.
+    CLIP's exp(logit_scale) (100 for trained OpenAI models), not its log. `scoring` (a manifest's,
+    pyapp.pipeline.scoring) overrides it; a sigmoid scoring (SigLIP) gives each label its own
+    sigmoid(scale * cosine + bias), rows not summing to 1.
     """
+    kind, bias = "softmax", 0.0
+    if scoring is not None:
+        kind, logit_scale, bias = scoring.kind, scoring.logit_scale, scoring.logit_bias
     logits = np.float32(logit_scale) * cosine_similarity_matrix(image_embeds, text_embeds)  # (n, m)
+    if kind == "sigmoid":
+        return 1 / (1 + np.exp(-(logits + np.float32(bias))))  # (n, m)
     if logits.shape[1] == 0:
         return logits  # no labels: nothing to normalize over
     return softmax(logits, axis=-1)  # (n, m)

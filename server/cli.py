@@ -84,9 +84,15 @@ def cmd_serve(args) -> int:
         if settings.python_snapshot:  # and so does the snapshot first visits restore
             ensure_snapshot(*inputs(settings.assets_dir, settings.web_dir),
                             log=lambda line: print(f"clip-web: {line}", file=sys.stderr, flush=True))
-        list_models(settings)
+        refused = list_models(settings).get("refused", [])
     except ManifestError as exc:
         return _fail(str(exc))
+    if refused:
+        # The page would list these as refused; at the terminal, say so before serving anything.
+        return _fail("\n".join(
+            r["error"].replace(r["manifest"], str(settings.models_dir / r["manifest"].removeprefix("/models/")), 1)
+            for r in refused
+        ))
     problem = _port_free(args.host, args.port)
     if problem:
         return _fail(problem)

@@ -72,6 +72,15 @@ def local_manifest_paths(models_dir: Path) -> list[Path]:
     return ([top] if top.exists() else []) + sorted(models_dir.glob("*/manifest.json"))
 
 
+def _id_of(path: Path) -> dict:
+    """{"id": ...} of a refused manifest, when it has one: the page names what it can't load."""
+    try:
+        found = json.loads(path.read_text()).get("id")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {"id": found} if isinstance(found, str) else {}
+
+
 def list_models(settings: Settings) -> dict:
     """Presets and the local folder's models. A local manifest that can't be used is listed under
     "refused" with the reason (naming the field), and the rest are served; a bad preset is our bug
@@ -85,7 +94,7 @@ def list_models(settings: Settings) -> dict:
                 models.append(dict(load_manifest(path, base), origin="local"))
             except ManifestError as exc:
                 where = f"{base}manifest.json"
-                refused.append({"manifest": where, "error": str(exc).replace(str(path), where, 1)})
+                refused.append({"manifest": where, "error": str(exc).replace(str(path), where, 1), **_id_of(path)})
     for path in sorted(settings.presets_dir.glob("*.json")):
         models.append(dict(load_manifest(path, ""), origin="preset"))
     ids = [m["id"] for m in models]

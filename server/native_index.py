@@ -244,8 +244,9 @@ def _ignore_sigint() -> None:  # process-pool workers: Ctrl-C is the parent's to
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def prepare(file: str, size: int, mean: tuple, std: tuple):
-    """One file -> (3, size, size) float32 pixel values, or the reason it is skipped (a string)."""
+def prepare(file: str, rules):
+    """One file -> (3, size, size) float32 pixel values by the manifest's rules
+    (pyapp.pipeline.ImageRules), or the reason it is skipped (a string)."""
     from pyapp.errors import ClipWebError
     from pyapp.preprocess import preprocess_image
 
@@ -255,7 +256,7 @@ def prepare(file: str, size: int, mean: tuple, std: tuple):
     except OSError as exc:  # image-index.js prepare(): the same words
         return f"could not read the file ({exc.strerror or exc})"
     try:
-        return preprocess_image(data, size=size, mean=mean, std=std)[0]
+        return preprocess_image(data, rules=rules)[0]
     except ClipWebError as exc:
         return str(exc)  # the message the page shows and lists for the file
     except Exception as exc:  # noqa: BLE001 - anything else Pillow raises: still this file's fault
@@ -525,7 +526,9 @@ def build_index(folder: Path, model: Model, out: Path, *, workers: int = 2, thre
     result = Result(out=out, complete=False, images=len(images), reused=reused,
                     setup_seconds=time.monotonic() - t_start)
     progress = progress or Progress(len(images), quiet=quiet)
-    params = (int(m["image_size"]), tuple(m["mean"]), tuple(m["std"]))
+    from pyapp.pipeline import image_rules
+
+    rules = image_rules(m)
 
     unsaved: list[dict] = []
     last_save = time.monotonic()
@@ -564,7 +567,7 @@ def build_index(folder: Path, model: Model, out: Path, *, workers: int = 2, thre
         while True:
             while not stop.requested and submitted < budget and len(inflight) < window:
                 e = next(pending)
-                inflight.append((e, executor.submit(prepare, e.file, *params)))
+                inflight.append((e, executor.submit(prepare, e.file, rules)))
                 submitted += 1
             if stop.requested or not inflight:
                 break  # (a stop drops the decodes in flight: they stay to do, each once)

@@ -76,11 +76,11 @@ def probe_texts() -> list[str]:
 def probe_inputs(manifest: dict) -> tuple[np.ndarray, np.ndarray]:
     """(pixels (16, 3, S, S) float32, ids (32, L) int32) for a manifest's preprocessing."""
     from pyapp.errors import VocabError
+    from pyapp.pipeline import image_rules
     from pyapp.preprocess import preprocess_images
     from pyapp.tokenizer import tokenize
 
-    pixels = preprocess_images(probe_images(), size=manifest["image_size"], mean=manifest["mean"],
-                               std=manifest["std"])  # (16, 3, S, S)
+    pixels = preprocess_images(probe_images(), rules=image_rules(manifest))  # (16, 3, S, S)
     try:
         ids = tokenize(probe_texts(), context_length=manifest["context_length"])  # (32, L) int32
     except VocabError as exc:

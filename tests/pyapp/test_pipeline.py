@@ -255,3 +255,14 @@ def test_bad_rules_are_refused_naming_the_field(manifest, field, words):
     assert err.value.field == field
     assert words in str(err.value)
     assert str(err.value).startswith(f"{field}: ")
+
+
+def test_zero_shot_probs_follow_the_scoring():
+    from pyapp.ops import zero_shot_probs
+
+    rs = np.random.RandomState(3)
+    image, texts = rs.randn(2, 8).astype(np.float32), rs.randn(3, 8).astype(np.float32)
+    cos = (image / np.linalg.norm(image, axis=1, keepdims=True)) @ (texts / np.linalg.norm(texts, axis=1, keepdims=True)).T
+    sig = scoring({"scoring": {"kind": "sigmoid", "logit_scale": 10.0, "logit_bias": -2.5}})
+    np.testing.assert_allclose(zero_shot_probs(image, texts, scoring=sig), 1 / (1 + np.exp(-(10 * cos - 2.5))), rtol=1e-5)
+    np.testing.assert_allclose(zero_shot_probs(image, texts, scoring=scoring({})), zero_shot_probs(image, texts), rtol=0)

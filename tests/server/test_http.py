@@ -305,10 +305,30 @@ def test_a_bad_local_manifest_is_refused_by_field_and_the_rest_served(tmp_path, 
         assert str(tmp_path) not in refused[where]  # no server path leaks to the page
 
 
-def test_presets_state_no_rules_and_so_are_openai_clip():
-    from pyapp.pipeline import OPENAI_IMAGE_RULES, Scoring, image_rules, scoring
+def test_presets_state_their_familys_rules():
+    """CLIP presets say nothing and so are OpenAI CLIP; MobileCLIP presets state Apple's transform
+    (shortest side, bilinear, centre crop, no Normalize; tests/pyapp/test_pipeline.py checks it
+    against genuine torchvision) at their own size, and keep their text at 77 positions (S0-S2's
+    text towers attend to padding)."""
+    from pyapp.pipeline import OPENAI_IMAGE_RULES, ImageRules, Scoring, image_rules, scoring
 
+    seen = set()
     for path in sorted((REPO_ROOT / "server" / "presets").glob("*.json")):
         manifest = json.loads(path.read_text())
-        assert image_rules(manifest) == OPENAI_IMAGE_RULES, path.name
         assert scoring(manifest) == Scoring(), path.name
+        if "mobileclip" in manifest["id"]:
+            size = 224 if manifest["id"].startswith("xenova-mobileclip-b-") else 256
+            assert image_rules(manifest) == ImageRules(size=size, resize_size=size, interpolation="bilinear",
+                                                       mean=None, std=None), path.name
+            assert manifest["text"]["dynamic_sequence"] is False and manifest["context_length"] == 77
+            seen.add("mobileclip")
+        else:
+            assert image_rules(manifest) == OPENAI_IMAGE_RULES, path.name
+            seen.add("clip")
+        for part in ("image", "text"):
+            spec = manifest[part]
+            # Pinned files are pinned by revision: a sha256 of "main" breaks when the repo moves on.
+            if "sha256" in spec:
+                assert "/resolve/main/" not in spec["url"], (path.name, part)
+            assert ("sha256" in spec) == ("bytes" in spec), (path.name, part)
+    assert seen == {"clip", "mobileclip"}

@@ -25,6 +25,8 @@ export async function resolveModel(model, base = BASE_URL) {
   const listing = await listModels(base);
   const id = model || listing.default;
   const found = listing.models.find((m) => m.id === id);
+  const refused = (listing.refused ?? []).find((r) => r.id === id);
+  if (refused) throw new RpcError(`model "${id}" can't be used: ${refused.error}`, 'bad_manifest');
   if (!found) {
     throw new RpcError(`unknown model "${id}"; this server offers: ${listing.models.map((m) => m.id).join(', ')}`, 'unknown_model');
   }
@@ -157,6 +159,14 @@ export function softmax(values) {
   return exps.map((e) => e / sum);
 }
 
+// A label's probability from cosines, by the manifest's scoring (pyapp/pipeline.py): softmax over
+// the labels of scale * cosine (CLIP), or each label's own sigmoid(scale * cosine + bias) (SigLIP).
+export function labelProbs(cosines, scoring = {}) {
+  const { kind = 'softmax', logit_scale: scale = LOGIT_SCALE, logit_bias: bias = 0 } = scoring;
+  if (kind === 'sigmoid') return cosines.map((c) => 1 / (1 + Math.exp(-(scale * c + bias))));
+  return softmax(cosines.map((c) => scale * c));
+}
+
 function split(output) {
   const [n, d] = output.dims;
   return Array.from({ length: n }, (_, i) => output.data.slice(i * d, (i + 1) * d));
@@ -253,11 +263,12 @@ export class ClipClient {
     return { ids: ids.data, tokens };
   }
 
-  // Cosine of the image with each text, and zero-shot probabilities softmax(100 * cosine).
+  // Cosine of the image with each text, and zero-shot probabilities by the model's scoring
+  // (CLIP: softmax(100 * cosine) over the texts).
   similarity(imageEmbeds, textEmbeds) {
     const list = Array.isArray(textEmbeds) ? textEmbeds : [textEmbeds];
     const cos = list.map((t) => cosine(imageEmbeds, t));
-    return { cosine: cos, probs: softmax(cos.map((c) => LOGIT_SCALE * c)) };
+    return { cosine: cos, probs: labelProbs(cos, this.manifest.scoring) };
   }
 
   cropPreview(pixelValues) {

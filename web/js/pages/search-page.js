@@ -339,7 +339,8 @@ function labelsFromUi() {
 async function updateZeroShot() {
   const labels = view.labels;
   if (!labels) return;
-  const zs = await index.zeroShot(labels.embeds.map(unit), LOGIT_SCALE);
+  // The model's scoring (SigLIP's sigmoid, CLIP's softmax at 100); manifests without one are CLIP.
+  const zs = await index.zeroShot(labels.embeds.map(unit), index.clip?.manifest.scoring ?? LOGIT_SCALE);
   if (view.labels !== labels) return;
   labels.zs = zs;
   renderLabelFilter();

@@ -352,7 +352,7 @@ function checkBrowserJpeg() {
 
 // Colour JPEGs are decoded by the browser where it passes the self-check (see pyapp/preprocess.py
 // for why), everything else by Pillow in Pyodide. -> { data, dims, ms, decoder }.
-async function pixelValues({ bytes, size = 224, mean, std, exifTranspose = false }) {
+async function pixelValues({ bytes, rules, exifTranspose = false }) {
   const t0 = performance.now();
   let proxy = null;
   let decoder = 'pillow';
@@ -361,12 +361,12 @@ async function pixelValues({ bytes, size = 224, mean, std, exifTranspose = false
     const decoded = await decodeJpegInBrowser(bytes, plan);
     if (decoded) {
       proxy = bridge.preprocess_decoded_rgba(
-        decoded.data, decoded.width, decoded.height, plan.orientation, size, mean, std, exifTranspose,
+        decoded.data, decoded.width, decoded.height, plan.orientation, rules, exifTranspose,
       );
       decoder = 'browser';
     }
   }
-  if (!proxy) proxy = bridge.preprocess_image(bytes, size, mean, std, exifTranspose);
+  if (!proxy) proxy = bridge.preprocess_image(bytes, rules, exifTranspose);
   const out = takeArray(proxy, 'f32'); // (1, 3, size, size)
   out.ms = performance.now() - t0;
   out.decoder = decoder;

@@ -223,8 +223,11 @@ export class Runtime extends EventTarget {
     if (this.direct && handles.length) this.py.call('dropPrepared', { handles }).catch(() => {});
   }
 
+  // The manifest's image rules, as pyapp/pipeline.py reads them (its own spelling: one JSON string,
+  // parsed and checked once per model in the Python worker).
   imageParams(bytes, manifest) {
-    return { bytes, size: manifest.image_size, mean: manifest.mean, std: manifest.std };
+    const { image_size, mean, std, preprocess = {} } = manifest;
+    return { bytes, rules: JSON.stringify({ image_size, mean, std, preprocess }) };
   }
 
   // Tell the Python worker the page is idle: a snapshot due after a normal boot is made now

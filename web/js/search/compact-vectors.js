@@ -402,11 +402,15 @@ export class CompactVectors {
   }
 
   // Zero-shot over rows: unit label vectors -> { label: Uint16Array(capacity), prob:
-  // Float32Array(capacity) }: softmax over labels of logitScale * cosine, the best label and its
-  // probability (rows not set: label 0, prob 0).
+  // Float32Array(capacity) }: the best label and its probability (rows not set: label 0, prob 0).
+  // scoring: a logit scale (softmax over labels of scale * cosine, CLIP), or a manifest's scoring
+  // object (pyapp/pipeline.py); with kind 'sigmoid' (SigLIP) the best label is the same and its
+  // probability is its own sigmoid(scale * cosine + bias).
   // exact (an ExactRows, or null): a collection of at most `budget` rows is scored from float32.
   // -> also order: the ids by label, then the most confident first, ties by id; orderProb: their probs.
-  zeroShot(labels, logitScale, exact = null, budget = ZERO_SHOT_EXACT_ROWS) {
+  zeroShot(labels, scoring, exact = null, budget = ZERO_SHOT_EXACT_ROWS) {
+    const { kind = 'softmax', logit_scale: logitScale = 100, logit_bias: bias = 0 } = typeof scoring === 'number' ? { logit_scale: scoring } : scoring;
+    const probOf = kind === 'sigmoid' ? (bestLogit) => 1 / (1 + Math.exp(-(bestLogit + bias))) : null;
     const n = this.capacity;
     const label = new Uint16Array(n);
     const prob = new Float32Array(n);
@@ -443,7 +447,7 @@ export class CompactVectors {
         }
       }
     }
-    if (labels.length) for (let k = 0; k < n; k++) if (this.present[k]) prob[k] = 1 / sum[k];
+    if (labels.length) for (let k = 0; k < n; k++) if (this.present[k]) prob[k] = probOf ? probOf(top[k]) : 1 / sum[k];
     const logits = new Float64Array(labels.length);
     let refined = 0;
     if (exact && this.count && this.count <= budget) {
@@ -454,7 +458,7 @@ export class CompactVectors {
         for (let j = 0; j < labels.length; j++) logits[j] = logitScale * dot(u, labels[j]);
         const z = softmaxBest(logits);
         label[k] = z.best;
-        prob[k] = z.prob;
+        prob[k] = probOf ? probOf(logits[z.best]) : z.prob;
         refined += 1;
       });
     }

@@ -408,8 +408,8 @@ export class SearchIndex extends EventTarget {
   }
 
   // Unit label vectors -> { label, prob } by id and the ids in label, then confidence, order.
-  zeroShot(labels, logitScale, options) {
-    return this.vectors.zeroShot(labels, logitScale, options);
+  zeroShot(labels, scoring, options) {
+    return this.vectors.zeroShot(labels, scoring, options);
   }
 
   // -> Blob of JSON: { format, version, model, embed_dim, root, items: [{ path, size,

@@ -57,9 +57,9 @@ export class VectorClient {
     return this.worker.call('rank', { q, compact });
   }
 
-  zeroShot(labels, logitScale, { compact = false } = {}) {
+  zeroShot(labels, scoring, { compact = false } = {}) {
     this.flush();
-    return this.worker.call('zeroShot', { labels, logitScale, compact });
+    return this.worker.call('zeroShot', { labels, scoring, compact });
   }
 
   row(id) {

@@ -85,13 +85,13 @@ serve({
 
   // labels: unit label vectors -> { label: Uint16Array, prob: Float32Array } by id, and order:
   // the ids sorted by label, then the most confident first (ties by id), with orderProb beside it.
-  async zeroShot({ labels, logitScale, compact = false }) {
+  async zeroShot({ labels, scoring, compact = false }) {
     if (!vectors || !vectors.count) {
       return { label: new Uint16Array(0), prob: new Float32Array(0), order: new Uint32Array(0), orderProb: new Float32Array(0), refined: 0 };
     }
     const exact = compact ? null : await exactReady;
     const t0 = performance.now();
-    const { label, prob, order, orderProb, refined } = vectors.zeroShot(labels, logitScale, exact);
+    const { label, prob, order, orderProb, refined } = vectors.zeroShot(labels, scoring, exact);
     return withTransfer({ label, prob, order, orderProb, refined, ms: performance.now() - t0 },
       [label.buffer, prob.buffer, order.buffer, orderProb.buffer]);
   },

@@ -157,9 +157,11 @@ function showMemoryAdvice(advice, useModel) {
   document.querySelector('#notices').append(p);
 }
 
+// "name — variant, 215 MB, HuggingFace": the download size where the manifest gives both files' bytes.
 function describeModel(m) {
   const origin = m.origin === 'local' ? 'local folder' : 'HuggingFace';
-  return `${m.name} — ${m.variant}, ${origin}`;
+  const size = m.image?.bytes && m.text?.bytes ? `, ${Math.round((m.image.bytes + m.text.bytes) / 1e6)} MB` : '';
+  return `${m.name} — ${m.variant}${size}, ${origin}`;
 }
 
 function renderReport(model) {
