@@ -21,10 +21,11 @@ SentencePieceModelError.
 from __future__ import annotations
 
 import heapq
+import operator
 import struct
 import sys
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 from .errors import TextInputError, VocabError
 
@@ -156,8 +157,6 @@ NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 _MODEL_TYPES = {1: "unigram", 2: "bpe", 3: "word", 4: "char"}
 
 _UNK_PENALTY = 10.0  # an unknown character costs this much more than the rarest piece
-
-
 _FLOAT = struct.Struct("<f")
 
 
@@ -197,7 +196,6 @@ class _Spec:
         self.treat_whitespace_as_suffix = trainer.bool(24, "treat_whitespace_as_suffix", False)
         self.unk_surface = trainer.string(44, "unk_surface", " \u2047 ")
         self.special_pieces = {
-            "unk": trainer.string(45, "unk_piece", "<unk>"),
             "bos": trainer.string(46, "bos_piece", "<s>"),
             "eos": trainer.string(47, "eos_piece", "</s>"),
             "pad": trainer.string(48, "pad_piece", "<pad>"),
@@ -650,9 +648,13 @@ class SentencePiece:
         return self._pieces[self._check_id(piece_id)]
 
     def _check_id(self, piece_id: object) -> int:
-        if isinstance(piece_id, bool) or not isinstance(piece_id, int) or not 0 <= piece_id < len(self._pieces):
+        try:
+            value = operator.index(piece_id)  # ints, numpy's too; not floats
+        except TypeError:
+            value = None
+        if isinstance(piece_id, bool) or value is None or not 0 <= value < len(self._pieces):
             raise TextInputError(f"piece id must be an int in [0, {len(self._pieces)}), got {piece_id!r}.")
-        return piece_id
+        return value
 
     def _split_user_symbols(self, text: str) -> list[str]:
         """Characters, except that the longest user-defined symbol starting at a place is one."""
@@ -708,11 +710,11 @@ class SentencePiece:
 
     # decoding
 
-    def decode(self, ids: Sequence[int]) -> str:
+    def decode(self, ids: Iterable[int]) -> str:
         """Text of ids, as SentencePieceProcessor.decode(ids): U+2581 back to spaces, the dummy
         prefix's space dropped, control ids silent, unknown ids as ' ⁇ ', runs of byte ids as the
         UTF-8 they spell (U+FFFD for each invalid byte)."""
-        if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+        if isinstance(ids, (str, bytes, bytearray)) or not isinstance(ids, Iterable):
             raise TextInputError(f"ids must be a list of ints, got {type(ids).__name__}.")
         spec = self._spec
         # The library drops the leading U+2581 of the first piece, and of the next ones while
@@ -768,11 +770,13 @@ def _decode_utf8(raw: bytes | bytearray) -> str:
 
 
 def _byte_value(piece: str) -> int | None:
+    """N of a byte piece "<0xNN>" (upper-case hex, as the library writes them), else None."""
     if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
         try:
-            return int(piece[3:5], 16)
+            value = int(piece[3:5], 16)
         except ValueError:
             return None
+        return value if piece == f"<0x{value:02X}>" else None
     return None
 
 

@@ -8,7 +8,6 @@ Nothing skips: without `sentencepiece` (the test extras) every test here fails, 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import struct
@@ -24,17 +23,9 @@ from pyapp.spiece import SentencePiece, SentencePieceModelError
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(GOLDEN_DIR))  # its training code, shared with the Pyodide test
+import spiece_models as SM  # noqa: E402
 
-
-def _load(name: str, path: Path):
-    # By path: tests/pyapp is not a package, and other suites add modules next to ours.
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-SM = _load("spiece_models", GOLDEN_DIR / "spiece_models.py")
 HARD = json.loads((GOLDEN_DIR / "spiece_hard_strings.json").read_text(encoding="utf-8"))
 NAMES = list(SM.MODELS)
 
@@ -394,9 +385,13 @@ def test_bad_text_and_ids(pair):
         ours.encode("a\ud800b")
     with pytest.raises(Exception):
         ref.encode("a\ud800b")  # the library refuses it too
-    for bad_ids in ([ours.vocab_size], [-1], [1.0], [True], "abc", None):
+    for bad_ids in ([ours.vocab_size], [-1], [1.0], [True], "abc", None, 5):
         with pytest.raises(TextInputError):
             ours.decode(bad_ids)
+    import numpy as np  # arrays of ids, as a model's output comes
+
+    ids = ours.encode("a photo")
+    assert ours.decode(np.asarray(ids, dtype=np.int64)) == ours.decode(tuple(ids)) == ref.decode(ids)
     with pytest.raises(TextInputError):
         ours.id_to_piece(ours.vocab_size)
     with pytest.raises(SentencePieceModelError, match="must be bytes"):
