@@ -25,6 +25,7 @@ GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(GOLDEN_DIR))  # its training code, shared with the Pyodide test
 import spiece_models as SM  # noqa: E402
+from spiece_models import field as _field, varint as _varint  # noqa: E402
 
 HARD = json.loads((GOLDEN_DIR / "spiece_hard_strings.json").read_text(encoding="utf-8"))
 NAMES = list(SM.MODELS)
@@ -97,22 +98,6 @@ def _random_text(rng: random.Random, pieces: list[str]) -> str:
 
 
 # --- protobuf, written by hand so tests can derive variants of a model ---------------------------
-
-
-def _varint(n: int) -> bytes:
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, value: int | bytes) -> bytes:
-    if isinstance(value, int):
-        return _varint(number << 3) + _varint(value)
-    return _varint(number << 3 | 2) + _varint(len(value)) + value
 
 
 def _read_fields(data: bytes) -> list[tuple[int, bytes, bytes]]:
@@ -233,6 +218,22 @@ def test_siglip_layout(pair):
     ours, _ = pair["unigram_nmt_nfkc"]
     assert (ours.pad_id, ours.eos_id, ours.unk_id, ours.bos_id) == (0, 1, 2, -1)
     assert ours.decode(ours.encode("A photo of a cat.") + [ours.eos_id, ours.pad_id]) == "A photo of a cat."
+
+
+def test_siglip_sized_vocab(spm, model_bytes):
+    """32,000 pieces, as SigLIP's spiece.model: same ids, and how long loading takes."""
+    data = SM.grown(model_bytes["unigram_nmt_nfkc"])
+    start = time.perf_counter()
+    ours = SentencePiece.from_bytes(data)
+    load_ms = (time.perf_counter() - start) * 1e3
+    ref = spm.SentencePieceProcessor(model_proto=data)
+    assert ours.vocab_size == ref.vocab_size() == 32_000
+    rng = random.Random(32)
+    words = [ref.id_to_piece(rng.randrange(700, 32_000)).replace("\u2581", " ") for _ in range(3000)]
+    texts = HARD + ["".join(rng.sample(words, rng.randint(1, 8))) for _ in range(500)]
+    _assert_same(ours, ref, texts, "32,000 pieces")
+    print(f"a 32,000-piece model ({len(data):,} bytes) loads in {load_ms:.0f} ms")
+    assert load_ms < 3000
 
 
 def test_user_symbols_win_and_are_not_normalized(pair):

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import random
+import struct
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
@@ -85,6 +86,42 @@ MODELS: dict[str, dict] = {
     "word": dict(model_type="word", vocab_size=300),
 }
 COMMON = dict(num_threads=1, minloglevel=2)
+
+
+def varint(n: int) -> bytes:
+    """Protobuf's base-128 varint (a negative int32 as its 64-bit two's complement)."""
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def field(number: int, value: int | bytes) -> bytes:
+    """One protobuf field: a varint for an int, length-delimited for bytes."""
+    if isinstance(value, int):
+        return varint(number << 3) + varint(value)
+    return varint(number << 3 | 2) + varint(len(value)) + value
+
+
+def grown(data: bytes, size: int = 32_000, seed: int = 32) -> bytes:
+    """A trained model grown to `size` pieces (SigLIP's vocab has 32,000) with made-up words scored
+    like rare learned pieces: for load times, and matching against a vocab of that size. Appended
+    pieces join the repeated field, wherever they are in the message."""
+    rng = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyzéüßñ"
+    trained = oracle().SentencePieceProcessor(model_proto=data)
+    seen = {trained.id_to_piece(i) for i in range(trained.vocab_size())}
+    pieces = []
+    while len(seen) < size:
+        word = ("\u2581" if rng.random() < 0.6 else "") + "".join(rng.choice(letters) for _ in range(rng.randint(3, 10)))
+        if word not in seen:
+            seen.add(word)
+            score = struct.pack("<f", -rng.uniform(12.0, 20.0))
+            pieces.append(field(1, field(1, word.encode()) + varint(2 << 3 | 5) + score))
+    return data + b"".join(pieces)
 
 
 def oracle():
