@@ -87,12 +87,10 @@ def cmd_serve(args) -> int:
         refused = list_models(settings).get("refused", [])
     except ManifestError as exc:
         return _fail(str(exc))
-    if refused:
-        # The page would list these as refused; at the terminal, say so before serving anything.
-        return _fail("\n".join(
-            r["error"].replace(r["manifest"], str(settings.models_dir / r["manifest"].removeprefix("/models/")), 1)
-            for r in refused
-        ))
+    for r in refused:
+        # The pages list these as refused and offer the rest; at the terminal, say which file and why.
+        where = str(settings.models_dir / r["manifest"].removeprefix("/models/"))
+        print(f"clip-web: warning: {r['error'].replace(r['manifest'], where, 1)} (not offered)", file=sys.stderr, flush=True)
     problem = _port_free(args.host, args.port)
     if problem:
         return _fail(problem)

@@ -126,6 +126,20 @@ def test_without_opfs_indexeddb_keeps_the_bytes_across_a_reload(page, server, ho
     host.hang_at["text.onnx"] = hang
     page.goto(server.url + f"?model={MODEL}&partial_store=indexeddb")
     wait_hanging(host)
+    # IndexedDB writes each chunk in its own transaction: on a loaded machine the last ones land
+    # after the 0.5 s wait_hanging allows (3.3 of 5 MB stored in one full run), and a reload then
+    # resumes, rightly, from what was stored. Reload once every received byte is stored.
+    stored = """() => new Promise((resolve, reject) => {
+        const r = indexedDB.open('clip-web-partial-v1');
+        r.onsuccess = () => { const q = r.result.transaction('chunks').objectStore('chunks').getAllKeys();
+            q.onsuccess = () => { r.result.close();
+                resolve(q.result.filter((k) => String(k[0]).includes('text.onnx') && k[1] >= 0).reduce((s, k) => s + k[2], 0)); };
+            q.onerror = reject; };
+        r.onerror = reject; })"""
+    deadline = time.monotonic() + 20
+    while (kept := page.evaluate(stored)) < hang and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert kept == hang, f"{kept} of the {hang} bytes received were stored"
     page.reload()
     host.release.set()
     assert settled(page) == "ready", page.inner_text("#message")

@@ -6,7 +6,10 @@ import socket
 import subprocess
 import sys
 
-from helpers import REPO_ROOT, free_port
+import json
+import urllib.request
+
+from helpers import REPO_ROOT, LiveServer, free_port
 
 
 def run_cli(*args, env=None, timeout=60):
@@ -39,8 +42,19 @@ def test_missing_models_dir(assets_dir, tmp_path):
     assert result.returncode == 2 and "no such folder" in result.stderr
 
 
-def test_bad_manifest_in_models_dir(assets_dir, tmp_path):
-    (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / "manifest.json").write_text('{"id": "x"}')
-    result = run_cli("serve", "--port", str(free_port()), "--models-dir", str(tmp_path))
-    assert result.returncode == 2 and "manifest lacks" in result.stderr
+def test_bad_manifest_in_models_dir_is_named_and_the_rest_served(assets_dir, tmp_path):
+    models = tmp_path / "models"
+    (models / "broken").mkdir(parents=True)
+    (models / "broken" / "manifest.json").write_text('{"id": "x"}')
+    server = LiveServer(tmp_path, models)
+    try:
+        with urllib.request.urlopen(server.url + "api/models", timeout=10) as r:
+            listing = json.loads(r.read())
+        assert listing["refused"] == [{"manifest": "/models/broken/manifest.json", "id": "x",
+                                        "error": listing["refused"][0]["error"]}]
+        assert "manifest lacks name" in listing["refused"][0]["error"]
+        assert "xenova-vit-b-32-fp32" in [m["id"] for m in listing["models"]]
+        warning = f"clip-web: warning: {models / 'broken' / 'manifest.json'}: manifest lacks name"
+        assert warning in server.stderr_text()
+    finally:
+        server.stop()

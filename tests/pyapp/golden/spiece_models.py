@@ -3,7 +3,7 @@ the `sentencepiece` library on a corpus made here: no download.
 
     python tests/pyapp/golden/spiece_models.py     # train what is missing, print the paths
 
-Each model is cached as .cache/reference/spiece/<name>-<key>.model, the key hashing its training
+Each model is cached as .cache/spiece/<name>-<key>.model, the key hashing its training
 parameters, the corpus and the library's version; a change to any of them trains a new file.
 """
 
@@ -18,7 +18,7 @@ import struct
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
-CACHE_DIR = REPO / ".cache" / "reference" / "spiece"
+CACHE_DIR = REPO / ".cache" / "spiece"  # not under .cache/reference: that folder is served as a models folder
 
 # Words per script, so every kind of character the hard corpus holds is in training too, some of
 # them rare enough (character_coverage < 1) to come out unknown.
