@@ -16,6 +16,10 @@ A manifest without these fields describes OpenAI CLIP, so every existing manifes
         "convert_rgb": "after_crop" | "first_over_white"}      OpenAI's order / transformers' (alpha on white)
     "scoring": {"kind": "softmax", "logit_scale": 100}
              | {"kind": "sigmoid", "logit_scale": s, "logit_bias": b}
+    "tokenizer": {"kind": "clip_bpe"}                          (default: OpenAI's BPE, pyapp.tokenizer)
+               | {"kind": "sentencepiece", "url": "spiece.model", ["sha256"], ["bytes"],
+                  "lowercase": bool, "strip_punctuation": bool, "eos_id": int, "pad_id": int}
+                                                               (pyapp.spiece_tokenizer; SigLIP)
 
 No rescale rule: torchvision's `level / 255` in float32 and transformers' `level * (1/255)` in
 float64 cast to float32 give the same float32 for every uint8 level (tests/pyapp/test_pipeline.py).
@@ -29,9 +33,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .constants import IMAGE_SIZE, LOGIT_SCALE, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from .constants import CONTEXT_LENGTH, IMAGE_SIZE, LOGIT_SCALE, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
-__all__ = ["ImageRules", "PipelineError", "Scoring", "OPENAI_IMAGE_RULES", "image_rules", "scoring"]
+__all__ = ["ImageRules", "PipelineError", "Scoring", "TextRules", "OPENAI_IMAGE_RULES", "image_rules", "scoring",
+           "text_rules"]
 
 # Each rule's choices; the first is OpenAI CLIP's (clip/clip.py `_transform` on torchvision).
 RESIZE_MODES = ("shortest_side", "squash")
@@ -39,6 +44,8 @@ INTERPOLATIONS = ("bicubic", "bilinear")
 CROP_ROUNDINGS = ("round_half_even", "floor")
 RGB_CONVERSIONS = ("after_crop", "first_over_white")
 SCORING_KINDS = ("softmax", "sigmoid")
+TOKENIZER_KINDS = ("clip_bpe", "sentencepiece")
+SENTENCEPIECE_FIELDS = ("url", "sha256", "bytes", "lowercase", "strip_punctuation", "eos_id", "pad_id")
 
 PREPROCESS_FIELDS = ("resize", "resize_size", "interpolation", "center_crop", "crop_rounding", "convert_rgb")
 
@@ -137,6 +144,57 @@ class Scoring:
         if self.kind == "sigmoid":
             out["logit_bias"] = self.logit_bias
         return out
+
+
+@dataclass(frozen=True)
+class TextRules:
+    """How texts become the text encoder's ids."""
+
+    kind: str = "clip_bpe"
+    context_length: int = CONTEXT_LENGTH
+    url: str | None = None  # the tokenizer's own file (sentencepiece), relative to the manifest
+    sha256: str | None = None
+    bytes: int | None = None
+    lowercase: bool = False
+    strip_punctuation: bool = False
+    eos_id: int = 1
+    pad_id: int = 0
+
+    def __post_init__(self):
+        _check_choice("tokenizer.kind", self.kind, TOKENIZER_KINDS)
+        _check_positive_int("context_length", self.context_length)
+        if self.kind == "clip_bpe":
+            return
+        if not isinstance(self.url, str) or not self.url:
+            raise PipelineError("tokenizer.url", "a sentencepiece tokenizer needs its model file's URL")
+        if self.sha256 is not None and not (isinstance(self.sha256, str) and len(self.sha256) == 64
+                                            and all(c in "0123456789abcdef" for c in self.sha256)):
+            raise PipelineError("tokenizer.sha256", f"must be 64 lowercase hex digits, got {self.sha256!r}")
+        if self.bytes is not None:
+            _check_positive_int("tokenizer.bytes", self.bytes)
+        for name in ("lowercase", "strip_punctuation"):
+            if not isinstance(getattr(self, name), bool):
+                raise PipelineError(f"tokenizer.{name}", f"must be true or false, got {getattr(self, name)!r}")
+        for name in ("eos_id", "pad_id"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise PipelineError(f"tokenizer.{name}", f"must be a piece id (an integer >= 0), got {value!r}")
+        if self.context_length < 2:
+            raise PipelineError("context_length", "needs room for a token and the end-of-text id")
+
+
+def text_rules(manifest: dict) -> TextRules:
+    """The text rules a manifest states (OpenAI's BPE at its context length where it is silent)."""
+    spec = manifest.get("tokenizer", {})
+    if not isinstance(spec, dict):
+        raise PipelineError("tokenizer", f"must be an object, got {type(spec).__name__}")
+    kind = spec.get("kind", "clip_bpe")
+    known = ("kind",) + (SENTENCEPIECE_FIELDS if kind == "sentencepiece" else ())
+    unknown = sorted(set(spec) - set(known))
+    if unknown:
+        raise PipelineError(f"tokenizer.{unknown[0]}", f"unknown field for a {kind} tokenizer (known: {', '.join(known)})")
+    fields = {name: spec[name] for name in SENTENCEPIECE_FIELDS if name in spec}
+    return TextRules(kind=kind, context_length=manifest.get("context_length", CONTEXT_LENGTH), **fields)
 
 
 def image_rules(manifest: dict) -> ImageRules:
