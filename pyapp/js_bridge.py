@@ -89,9 +89,30 @@ def _int32_matrix(rows: list[list[int]], width: int) -> memoryview:
     return memoryview(flat).cast("B").cast("i", (len(rows), width))
 
 
-def tokenize(texts, context_length: int) -> memoryview:
-    """OpenAI's (n, context_length) ids, as tokenizer.tokenize gives them, without numpy."""
-    rows = tokenizer.get_tokenizer().token_rows(_texts(texts), int(context_length))
+# Tokenizers of families with their own (SigLIP's SentencePiece), by the page's key for the model.
+_text_tokenizers: dict = {}
+
+
+def load_sentencepiece(key: str, data, rules_json: str) -> None:
+    """Install a model's SentencePiece tokenizer: its file's bytes and the manifest's
+    {context_length, tokenizer} as JSON (pyapp.pipeline.text_rules)."""
+    from .pipeline import PipelineError, text_rules
+    from .spiece_tokenizer import SentencePieceTokenizer
+
+    try:
+        rules = text_rules(json.loads(str(rules_json)))
+    except PipelineError as exc:
+        raise ClipWebError(f"The model's manifest can't be used: {exc}") from exc
+    _text_tokenizers[str(key)] = SentencePieceTokenizer.from_bytes(_to_bytes(data), rules)
+
+
+def tokenize(texts, context_length: int, tokenizer_key=None) -> memoryview:
+    """(n, context_length) ids without numpy: OpenAI's (tokenizer.tokenize), or, given the key of a
+    loaded SentencePiece tokenizer, that family's rows (already padded to its context length)."""
+    if tokenizer_key is None:
+        rows = tokenizer.get_tokenizer().token_rows(_texts(texts), int(context_length))
+    else:
+        rows = _text_tokenizers[str(tokenizer_key)].rows(_texts(texts))
     return _int32_matrix(rows, int(context_length))  # (n, 77)
 
 
@@ -102,9 +123,11 @@ def trim_padding(ids: memoryview) -> memoryview:
     return ids if length is None else _int32_matrix(rows, length)  # (n, length)
 
 
-def token_strings(text) -> list[str]:
+def token_strings(text, tokenizer_key=None) -> list[str]:
     if not isinstance(text, str):
         raise TextInputError(f"expected text, got {type(text).__name__}")
+    if tokenizer_key is not None:
+        return _text_tokenizers[str(tokenizer_key)].pieces(text)
     return tokenizer.tokens(text)
 
 

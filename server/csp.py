@@ -69,8 +69,9 @@ def model_sources(settings: Settings) -> list[str]:
         return []  # /api/models answers with the error; no model loads, so no host is needed
     sources: list[str] = []
     for model in models:
-        for part in ("image", "text"):
-            url = urlsplit(model[part]["url"])
+        files = [model[part]["url"] for part in ("image", "text")] + [model.get("tokenizer", {}).get("url")]
+        for file_url in filter(None, files):
+            url = urlsplit(file_url)
             if not url.scheme or not url.netloc:
                 continue  # served by us (/models/...)
             for source in (f"{url.scheme}://{url.netloc}", *REDIRECT_HOSTS.get(url.hostname or "", ())):

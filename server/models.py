@@ -4,10 +4,10 @@
      "image": {"url", "input", "output", "input_dtype", ["sha256"], ["bytes"]},
      "text":  {... same ..., ["dynamic_sequence"]},   true: takes [b, L] for any L <= context_length
      "context_length", "image_size", "mean", "std", "embed_dim", ["source"], ["report"],
-     ["preprocess"], ["scoring"]}
+     ["preprocess"], ["scoring"], ["tokenizer"]}
 
-mean/std may be null (no normalisation). "preprocess" and "scoring" state how the family prepares
-images and scores labels (pyapp/pipeline.py); without them a manifest describes OpenAI CLIP.
+mean/std may be null (no normalisation). "preprocess", "scoring" and "tokenizer" state how the
+family prepares images, scores labels and turns texts into ids (pyapp/pipeline.py); without them a manifest describes OpenAI CLIP.
 
 URLs are absolute, or relative to the manifest. Presets live in server/presets/; a local models
 folder holds one subfolder per model, each with its own manifest.json (or a manifest.json at top).
@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from urllib.parse import urljoin
 
-from pyapp.pipeline import PipelineError, image_rules, scoring
+from pyapp.pipeline import PipelineError, image_rules, scoring, text_rules
 
 from .settings import Settings
 
@@ -50,6 +50,7 @@ def validate_manifest(manifest: dict, where: str) -> dict:
     try:
         image_rules(manifest)
         scoring(manifest)
+        text_rules(manifest)
     except PipelineError as exc:
         raise ManifestError(f"{where}: {exc}") from exc
     return manifest
@@ -64,6 +65,8 @@ def load_manifest(path: Path, base_url: str) -> dict:
     validate_manifest(manifest, str(path))
     for part in ("image", "text"):
         manifest[part] = dict(manifest[part], url=urljoin(base_url, manifest[part]["url"]))
+    if manifest.get("tokenizer", {}).get("url"):  # a family's own tokenizer file (SigLIP's spiece.model)
+        manifest["tokenizer"] = dict(manifest["tokenizer"], url=urljoin(base_url, manifest["tokenizer"]["url"]))
     return manifest
 
 

@@ -259,7 +259,7 @@ export class ClipClient {
 
   async tokenize(text) {
     this.check();
-    const [ids, tokens] = await Promise.all([this.runtime.tokenize([text], this.manifest), this.runtime.tokenStrings(text)]);
+    const [ids, tokens] = await Promise.all([this.runtime.tokenize([text], this.manifest), this.runtime.tokenStrings(text, this.manifest)]);
     return { ids: ids.data, tokens };
   }
 

@@ -11,15 +11,28 @@ const EOT = 49407;
 let clip = null;
 let last = null; // { texts, embeddings }
 
-function tokenChips(ids, tokens) {
+// The special ids of the model's tokenizer: OpenAI's BPE (start and end of text, zero padding) or
+// a SentencePiece family's (end-of-text and padding ids from its manifest, no start token).
+function specialIds(manifest) {
+  const spec = manifest.tokenizer;
+  if (spec?.kind === 'sentencepiece') return { sot: null, eot: spec.eos_id, pad: spec.pad_id, eotText: '</s>' };
+  return { sot: SOT, eot: EOT, pad: 0, eotText: '<|endoftext|>' };
+}
+
+function usedLength(ids, special) {
+  const eot = ids.indexOf(special.eot);
+  return eot >= 0 ? eot + 1 : ids.length;
+}
+
+function tokenChips(ids, tokens, special) {
   const box = document.createElement('div');
   box.className = 'tokens';
-  const eot = ids.indexOf(EOT);
-  const used = eot >= 0 ? eot + 1 : ids.length;
-  const pieces = ['<|startoftext|>', ...tokens.slice(0, Math.max(0, used - 2)), '<|endoftext|>'];
+  const used = usedLength(ids, special);
+  const start = special.sot === null ? [] : ['<|startoftext|>'];
+  const pieces = [...start, ...tokens.slice(0, Math.max(0, used - start.length - 1)), special.eotText];
   for (let i = 0; i < used; i++) {
     const chip = document.createElement('span');
-    chip.className = `token${ids[i] === SOT || ids[i] === EOT ? ' special' : ''}`;
+    chip.className = `token${ids[i] === special.sot || ids[i] === special.eot ? ' special' : ''}`;
     chip.textContent = pieces[i] ?? '?';
     const id = document.createElement('small');
     id.textContent = String(ids[i]);
@@ -29,7 +42,7 @@ function tokenChips(ids, tokens) {
   if (used < ids.length) {
     const pad = document.createElement('span');
     pad.className = 'token pad';
-    pad.textContent = `0 × ${ids.length - used} (padding)`;
+    pad.textContent = `${special.pad} × ${ids.length - used} (padding)`;
     box.append(pad);
   }
   return box;
@@ -76,8 +89,9 @@ async function embedAll() {
   try {
     const result = await clip.embedText(texts, { details: true });
     const embeddings = result.embeddings;
-    const tokenLists = await Promise.all(texts.map((t) => clip.runtime.tokenStrings(t)));
+    const tokenLists = await Promise.all(texts.map((t) => clip.runtime.tokenStrings(t, clip.manifest)));
     const [n, ctx] = result.inputIds.dims;
+    const special = specialIds(clip.manifest);
     const results = $('#results');
     results.replaceChildren(
       ...texts.map((text, i) => {
@@ -90,11 +104,11 @@ async function embedAll() {
         section.dataset.ids = JSON.stringify(ids);
         const idsLine = document.createElement('p');
         idsLine.className = 'muted';
-        const used = ids.indexOf(EOT) + 1 || ctx;
-        idsLine.textContent = `${ctx} ids: [${ids.slice(0, used).join(', ')}${used < ctx ? `, 0 × ${ctx - used}` : ''}]`;
+        const used = usedLength(ids, special);
+        idsLine.textContent = `${ctx} ids: [${ids.slice(0, used).join(', ')}${used < ctx ? `, ${special.pad} × ${ctx - used}` : ''}]`;
         const emb = document.createElement('pre');
         emb.textContent = `${embeddings[i].length} values, L2 norm ${l2norm(embeddings[i]).toFixed(4)}\n${formatVector(embeddings[i], 10)}`;
-        section.append(h, tokenChips(ids, tokenLists[i]), idsLine, emb);
+        section.append(h, tokenChips(ids, tokenLists[i], special), idsLine, emb);
         return section;
       }),
     );

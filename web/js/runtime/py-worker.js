@@ -8,6 +8,7 @@ import { trackFetchProgress } from './progress-fetch.js';
 import { stackTensors } from './tensors.js';
 import { snapshotKey, findSnapshot, storeSnapshot, deleteSnapshot, fetchWheels, unpackSnapshot, replayLibraries, libraryBytes, withoutTrampolineSlot, SNAPSHOT_WHEELS, IMAGE_WHEELS, CHECK_PY, CHECK_IDS } from './python-snapshot.js';
 import { wheelFiles } from './wheel-files.js';
+import { sha256Hex } from './model-fetch.js';
 
 let pyodide = null;
 let bridge = null;
@@ -373,11 +374,33 @@ async function pixelValues({ bytes, rules, exifTranspose = false }) {
   return out;
 }
 
-// OpenAI's (n, contextLength) ids; with trim, also `model`: the same ids cut after the batch's
-// last end-of-text position, for encoders with a dynamic sequence axis.
-function tokenIds({ texts, contextLength, trim }) {
+// A family's own tokenizer file (SigLIP's spiece.model), fetched and checked once per model:
+// tokenizer = { key, url, sha256?, bytes?, rules } from the runtime (rules: the manifest's JSON).
+const textTokenizers = new Map();
+function ensureTextTokenizer(tokenizer) {
+  if (!textTokenizers.has(tokenizer.key)) {
+    const loading = (async () => {
+      const response = await fetch(tokenizer.url);
+      if (!response.ok) throw new RpcError(`tokenizer file: HTTP ${response.status} for ${tokenizer.url}`, 'asset_missing');
+      const buffer = await response.arrayBuffer();
+      if ((tokenizer.bytes && buffer.byteLength !== tokenizer.bytes) || (tokenizer.sha256 && (await sha256Hex(buffer)) !== tokenizer.sha256)) {
+        throw new RpcError(`the tokenizer file ${tokenizer.url} does not match its manifest (size or sha256)`, 'hash_mismatch');
+      }
+      bridge.load_sentencepiece(tokenizer.key, new Uint8Array(buffer), tokenizer.rules);
+    })();
+    loading.catch(() => textTokenizers.delete(tokenizer.key)); // a later call tries again
+    textTokenizers.set(tokenizer.key, loading);
+  }
+  return textTokenizers.get(tokenizer.key);
+}
+
+// (n, contextLength) ids: OpenAI's, or (tokenizer given) the family's own. With trim, also
+// `model`: the same ids cut after the batch's last end-of-text position, for encoders with a
+// dynamic sequence axis.
+async function tokenIds({ texts, contextLength, trim, tokenizer = null }) {
+  if (tokenizer) await ensureTextTokenizer(tokenizer);
   const t0 = performance.now();
-  const ids = bridge.tokenize(texts, contextLength);
+  const ids = bridge.tokenize(texts, contextLength, tokenizer?.key);
   const model = trim ? takeArray(bridge.trim_padding(ids), 'i32') : null; // (n, length)
   const out = takeArray(ids, 'i32'); // (n, 77)
   out.ms = performance.now() - t0;
@@ -542,8 +565,8 @@ serve({
 
   // texts -> the text encoder's (n, d) output; ids cut to the batch's real length when the
   // encoder takes a dynamic sequence (trim). details: also OpenAI's (n, 77) ids.
-  async embedText({ key, texts, contextLength = 77, trim = false, details = false }) {
-    const ids = await guarded(() => tokenIds({ texts, contextLength, trim }));
+  async embedText({ key, texts, contextLength = 77, trim = false, tokenizer = null, details = false }) {
+    const ids = await guarded(() => tokenIds({ texts, contextLength, trim, tokenizer }));
     // The model's ids move to the other worker; the page's copy (details) must stay behind.
     const model = ids.model ?? (details ? { data: ids.data.slice(), dims: ids.dims } : ids); // (n, length <= 77)
     const output = await runModel(key, model); // (n, 512)
@@ -559,16 +582,17 @@ serve({
 
   // -> OpenAI's (n, contextLength) ids; with trim, also `model`: the same ids cut after the
   // batch's last end-of-text position, for encoders with a dynamic sequence axis.
-  async tokenize({ texts, contextLength = 77, trim = false }) {
-    return guarded(() => {
-      const out = tokenIds({ texts, contextLength, trim });
+  async tokenize({ texts, contextLength = 77, trim = false, tokenizer = null }) {
+    return guarded(async () => {
+      const out = await tokenIds({ texts, contextLength, trim, tokenizer });
       return withTransfer(out, out.model ? [out.data.buffer, out.model.data.buffer] : [out.data.buffer]);
     });
   },
 
-  async tokenStrings({ text }) {
+  async tokenStrings({ text, tokenizer = null }) {
+    if (tokenizer) await guarded(() => ensureTextTokenizer(tokenizer));
     return guarded(() => {
-      const proxy = bridge.token_strings(text);
+      const proxy = bridge.token_strings(text, tokenizer?.key);
       try {
         return proxy.toJs();
       } finally {

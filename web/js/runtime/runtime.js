@@ -157,11 +157,21 @@ export class Runtime extends EventTarget {
   // { trim: true } adds `model`, the ids cut to the batch's real length, when the text encoder
   // takes a dynamic sequence (manifest text.dynamic_sequence); fixed-length encoders get 77.
   tokenize(texts, manifest, { trim = false } = {}) {
-    return this.py.call('tokenize', { texts, contextLength: manifest.context_length, trim: trim && manifest.text.dynamic_sequence === true });
+    return this.py.call('tokenize', { texts, ...this.textParams(manifest), trim: trim && manifest.text.dynamic_sequence === true });
   }
 
-  tokenStrings(text) {
-    return this.py.call('tokenStrings', { text });
+  tokenStrings(text, manifest) {
+    return this.py.call('tokenStrings', { text, tokenizer: this.textParams(manifest).tokenizer });
+  }
+
+  // How the Python worker makes this model's ids: OpenAI's BPE (tokenizer null), or the family's
+  // own file and rules (pyapp/pipeline.py TextRules), loaded there once per model.
+  textParams(manifest) {
+    const spec = manifest.tokenizer;
+    const tokenizer = spec?.kind === 'sentencepiece'
+      ? { key: manifest.id, url: spec.url, sha256: spec.sha256, bytes: spec.bytes, rules: JSON.stringify({ context_length: manifest.context_length, tokenizer: spec }) }
+      : null;
+    return { contextLength: manifest.context_length, tokenizer };
   }
 
   cropPreview(pixelValues, manifest) {
@@ -198,7 +208,7 @@ export class Runtime extends EventTarget {
   // texts -> { embeds: { data, dims (n, d), ms }, tokenizeMs, modelInputDims, inputIds? (n, 77) }.
   async embedText(texts, manifest, { details = false } = {}) {
     const trim = manifest.text.dynamic_sequence === true;
-    if (this.direct) return this.viaPython(manifest, 'text', 'embedText', { texts, contextLength: manifest.context_length, trim, details });
+    if (this.direct) return this.viaPython(manifest, 'text', 'embedText', { texts, ...this.textParams(manifest), trim, details });
     const ids = await this.tokenize(texts, manifest, { trim: true }); // (n, 77)
     const model = ids.model ?? ids; // (n, length <= 77)
     const embeds = await this.run(manifest.id, 'text', model); // (n, 512)
