@@ -37,6 +37,7 @@ check-browser:
 
 reference-models: $(VENV)/.test
 	$(PY) tests/reference/build_models.py
+	$(PY) tests/reference/build_siglip.py
 
 reference-models-full: $(VENV)/.test
 	$(PY) tests/reference/build_models.py --full
