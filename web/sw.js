@@ -52,9 +52,14 @@ self.addEventListener('activate', (event) => {
     (async () => {
       const old = (await caches.keys()).filter((name) => name.startsWith(CACHE_PREFIX) && name !== CACHE);
       await Promise.all(old.map((name) => caches.delete(name)));
-      await self.clients.claim();
+      // No clients.claim(): Firefox ESR 153's claim of a cross-origin isolated page with workers
+      // never settles, and a worker left "activating" holds every fetch of the pages it controls
+      // (a model file's download then failed with a NetworkError; not awaiting the claim left the
+      // page's own downloads waiting). A first visit's page is controlled from its next load on,
+      // which is when offline use begins anyway; pages of an older version switch to this one by
+      // skipWaiting alone.
       const previous = old.map((name) => name.slice(CACHE_PREFIX.length));
-      for (const client of await self.clients.matchAll({ type: 'window' })) {
+      for (const client of await self.clients.matchAll({ type: 'window', includeUncontrolled: true })) {
         client.postMessage({ type: MESSAGE_TYPE, event: 'activated', version: BUILD.version, previous });
       }
     })(),
