@@ -76,10 +76,14 @@ def probe_texts() -> list[str]:
 def probe_inputs(manifest: dict) -> tuple[np.ndarray, np.ndarray]:
     """(pixels (16, 3, S, S) float32, ids (32, L) int32) for a manifest's preprocessing."""
     from pyapp.errors import VocabError
-    from pyapp.pipeline import image_rules
+    from pyapp.pipeline import image_rules, text_rules
     from pyapp.preprocess import preprocess_images
     from pyapp.tokenizer import tokenize
 
+    kind = text_rules(manifest).kind
+    if kind != "clip_bpe":  # a wrong tokenizer would report a broken model, not a broken tool
+        raise ToolError(f"the model tools probe text with OpenAI's BPE; this model's tokenizer is {kind}, "
+                        "which they do not handle yet")
     pixels = preprocess_images(probe_images(), rules=image_rules(manifest))  # (16, 3, S, S)
     try:
         ids = tokenize(probe_texts(), context_length=manifest["context_length"])  # (32, L) int32

@@ -96,3 +96,14 @@ def test_source_not_found(models_dir, tmp_path, capsys):
     assert run_cli("models", "report", lonely) == 2
     assert "its source model 'tiny-reference' is not beside it" in error_line(capsys.readouterr().err)
     assert run_cli("models", "report", lonely, "--source", models_dir / "tiny", "--runs", "1") == 0
+
+
+def test_a_sentencepiece_model_is_refused_not_misreported():
+    """The probes tokenize with OpenAI's BPE: a SigLIP manifest is refused by name rather than
+    reported with ids its model never sees."""
+    from server.model_tools.common import ToolError
+
+    manifest = {"context_length": 64, "image_size": 224, "mean": [0.5] * 3, "std": [0.5] * 3,
+                "tokenizer": {"kind": "sentencepiece", "url": "spiece.model", "eos_id": 1, "pad_id": 1}}
+    with pytest.raises(ToolError, match="this model's tokenizer is sentencepiece"):
+        report_mod.probe_inputs(manifest)
