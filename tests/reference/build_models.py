@@ -1,6 +1,6 @@
 """Build the reference CLIP models used by tests and benchmarks: random weights, no download.
 
-    python tests/reference/build_models.py [--out DIR] [--full] [--force] [--check-determinism]
+    python tests/reference/build_models.py [--out DIR] [--full] [--kind KIND] [--force] [--check-determinism]
 
 Writes DIR/tiny/ (and DIR/vit-b-32-random/ with --full), each holding
     checkpoint/     transformers `save_pretrained` (the torch oracle loads this)
@@ -10,6 +10,10 @@ Writes DIR/tiny/ (and DIR/vit-b-32-random/ with --full), each holding
     build-stamp.txt hash of this script + library versions; a folder with a matching stamp is reused
 
 Outputs are byte-identical across runs (fixed seed, deterministic export), so tests can pin them.
+
+`--kind vit-b-16-random` (benchmarks/model_families.py) builds only that kind, by default into
+.cache/reference-full/ (FULL_OUT), not .cache/reference/: that folder is served as every test's
+models folder, where another model would change their default.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pyapp import constants as C  # noqa: E402
 from server.model_tools import export as model_export  # noqa: E402
 
 DEFAULT_OUT = REPO / ".cache" / "reference"
+FULL_OUT = REPO / ".cache" / "reference-full"  # kinds with "out": "full"; never served to tests
 STAMP_NAME = "build-stamp.txt"
 SEED = 20240229
 
@@ -57,6 +62,14 @@ KINDS = {
         name="ViT-B/32 architecture, random weights (benchmarks)",
         text={},
         vision={},
+    ),
+    # ViT-B/16: the ViT-B/32 defaults with 16-pixel patches (197 positions, ~4.4x the image compute).
+    "vit-b-16-random": dict(
+        id="vit-b-16-random",
+        name="ViT-B/16 architecture, random weights (benchmarks)",
+        text={},
+        vision=dict(patch_size=16),
+        out=FULL_OUT,
     ),
 }
 
@@ -103,7 +116,7 @@ def make_model(kind: str):
     common = dict(hidden_act="quick_gelu", initializer_factor=INIT_FACTOR)
     text = dict(vocab_size=C.VOCAB_SIZE, max_position_embeddings=C.CONTEXT_LENGTH,
                 **_TOKEN_IDS, **common, **spec["text"])
-    vision = dict(image_size=C.IMAGE_SIZE, patch_size=32, **common, **spec["vision"])
+    vision = {**dict(image_size=C.IMAGE_SIZE, patch_size=32, **common), **spec["vision"]}
     # transformers 5.x initialises each tower from its own sub-config's initializer_factor; the
     # top-level one alone changes nothing. Strict config types: the factor must be a float.
     config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=C.EMBED_DIM,
@@ -193,7 +206,7 @@ def build(kind: str = "tiny", out: Path | None = None, force: bool = False) -> P
     """
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; one of {sorted(KINDS)}")
-    out = Path(out or DEFAULT_OUT).resolve()
+    out = Path(out or KINDS[kind].get("out", DEFAULT_OUT)).resolve()
     target = out / kind
     key = stamp()
     if not force and is_current(target, key):
@@ -248,14 +261,17 @@ def check_determinism(kind: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    ap.add_argument("--out", type=Path, default=None,
+                    help=f"output folder (default {DEFAULT_OUT}; {FULL_OUT} for --kind vit-b-16-random)")
     ap.add_argument("--full", action="store_true", help="also build the ViT-B/32-size model (~600 MB)")
+    ap.add_argument("--kind", choices=[k for k in KINDS if "out" in KINDS[k]],
+                    help="build only this benchmark model (ViT-B/16 size, ~600 MB) into its own folder")
     ap.add_argument("--force", action="store_true", help="rebuild even if the cache is current")
     ap.add_argument("--check-determinism", action="store_true",
                     help="build each model twice in temp folders and compare bytes (no cache written)")
     args = ap.parse_args(argv)
 
-    kinds = ["tiny"] + (["vit-b-32-random"] if args.full else [])
+    kinds = [args.kind] if args.kind else ["tiny"] + (["vit-b-32-random"] if args.full else [])
     if args.check_determinism:
         return 0 if all([check_determinism(k) for k in kinds]) else 1
     for k in kinds:

@@ -1,6 +1,6 @@
 """Build the tiny SigLIP reference model used by tests: random weights, no download.
 
-    python tests/reference/build_siglip.py [--out DIR] [--force] [--check-determinism]
+    python tests/reference/build_siglip.py [--out DIR] [--full] [--force] [--check-determinism]
 
 Writes DIR/tiny-siglip/ (default .cache/siglip/tiny-siglip; not under .cache/reference, which is
 served as every other test's models folder, where a second model would change their default):
@@ -11,6 +11,11 @@ served as every other test's models folder, where a second model would change th
     image.onnx      float32 pixel_values [b, 3, 224, 224] -> float32 pooler_output [b, 64]
     manifest.json   the project-wide model manifest, with SigLIP's preprocess, tokenizer, scoring
     build-stamp.txt hash of this script, the tokenizer model and library versions
+
+`--full` builds the SigLIP base patch16 224 architecture instead (SiglipConfig's defaults: text and
+vision 12 layers x 768, patch 16 at 224, vocab 32,000; transformers' own init, no spreads), with the
+tokenizer grown to 32,000 pieces (spiece_models.grown), into .cache/reference-full/
+siglip-base-patch16-224-random (~800 MB): for benchmarks/model_families.py, never served to tests.
 
 The text length is fixed at 64: SigLIP pools the hidden state at the last position, which for a
 short text is a pad token, so padding to 64 is part of what the model computes.
@@ -43,7 +48,9 @@ import spiece_models  # noqa: E402
 from server.model_tools import export as model_export  # noqa: E402
 
 DEFAULT_OUT = REPO / ".cache" / "siglip"
+FULL_OUT = REPO / ".cache" / "reference-full"  # with build_models' vit-b-16-random; not served to tests
 NAME = "tiny-siglip"
+FULL_NAME = "siglip-base-patch16-224-random"
 STAMP_NAME = build_models.STAMP_NAME
 SEED = 20240229
 SPIECE = "unigram_nmt_nfkc"  # spiece_models' entry with SigLIP's trainer settings
@@ -53,6 +60,9 @@ IMAGE_SIZE = 224
 PATCH_SIZE = 16
 WIDTH = 64
 ARCH = dict(hidden_size=WIDTH, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2)
+FULL_WIDTH = 768  # SiglipConfig's defaults: google/siglip-base-patch16-224's shape
+FULL_ARCH = dict(hidden_size=FULL_WIDTH, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
+FULL_VOCAB = 32_000
 MEAN = STD = [0.5, 0.5, 0.5]  # SiglipImageProcessorPil's defaults (SigLIP base 224)
 PAD_ID = EOS_ID = 1  # SiglipTokenizer pads with "</s>", the eos
 LOGIT_SCALE_LOG = math.log(10.0)  # not transformers' init (0, 0): scoring must be testable
@@ -83,19 +93,21 @@ def _log(msg: str) -> None:
     print(f"[build_siglip] {msg}", flush=True)
 
 
-def spiece_bytes() -> bytes:
-    """The tokenizer model (trained once, cached in .cache/spiece)."""
-    return spiece_models.ensure_model(SPIECE)
+def spiece_bytes(full: bool = False) -> bytes:
+    """The tokenizer model (trained once, cached in .cache/spiece); full: grown to 32,000 pieces."""
+    data = spiece_models.ensure_model(SPIECE)
+    return spiece_models.grown(data, FULL_VOCAB) if full else data
 
 
-def stamp() -> str:
+def stamp(full: bool = False) -> str:
     """Cache key: this script, the export code, the tokenizer model and the libraries shaping the bytes.
     Versions come from package metadata: a cache hit imports no torch (about 0.1 s, not 3)."""
     from importlib.metadata import version
 
     h = hashlib.sha256(Path(__file__).read_bytes())
     h.update(Path(model_export.__file__).read_bytes())
-    h.update(hashlib.sha256(spiece_bytes()).digest())
+    h.update(hashlib.sha256(spiece_bytes(full)).digest())
+    h.update(b"full" if full else b"")
     h.update(" ".join(f"{lib}={version(lib)}" for lib in LIBRARIES).encode())
     return h.hexdigest()
 
@@ -115,25 +127,27 @@ def quiet_config_warnings():
         hf_logging.set_verbosity(level)
 
 
-def make_model(vocab_size: int):
-    """A SiglipModel with seeded random weights, widened as VISION_SPREAD/TOKEN_EMBED_SPREAD say."""
+def make_model(vocab_size: int, full: bool = False):
+    """A SiglipModel with seeded random weights, widened as VISION_SPREAD/TOKEN_EMBED_SPREAD say
+    (full: the base architecture with transformers' init, for timing only)."""
     import torch
     from transformers import SiglipConfig, SiglipModel
 
     text = dict(vocab_size=vocab_size, max_position_embeddings=CONTEXT_LENGTH,
-                pad_token_id=PAD_ID, eos_token_id=EOS_ID, bos_token_id=None, **ARCH)
-    vision = dict(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, **ARCH)
+                pad_token_id=PAD_ID, eos_token_id=EOS_ID, bos_token_id=None, **(FULL_ARCH if full else ARCH))
+    vision = dict(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, **(FULL_ARCH if full else ARCH))
     config = SiglipConfig(text_config=text, vision_config=vision)
     config._attn_implementation = "eager"  # sdpa would export a different graph
     torch.manual_seed(SEED)
     model = SiglipModel(config).eval()
     with torch.no_grad():
-        for p in model.vision_model.parameters():
+        for p in model.vision_model.parameters() if not full else ():
             if p.dim() >= 2:  # matrices, conv kernels, the pooling head's probe; not norms or biases
                 p.mul_(VISION_SPREAD)
-        model.text_model.embeddings.token_embedding.weight.mul_(TOKEN_EMBED_SPREAD)
-        for layer in model.text_model.encoder.layers:
-            layer.self_attn.k_proj.weight.copy_(-layer.self_attn.q_proj.weight)
+        if not full:
+            model.text_model.embeddings.token_embedding.weight.mul_(TOKEN_EMBED_SPREAD)
+            for layer in model.text_model.encoder.layers:
+                layer.self_attn.k_proj.weight.copy_(-layer.self_attn.q_proj.weight)
         model.logit_scale.fill_(LOGIT_SCALE_LOG)
         model.logit_bias.fill_(LOGIT_BIAS)
     return model
@@ -193,7 +207,7 @@ def export_onnx(model, folder: Path) -> None:
                           dynamic_axes={"input_ids": {0: "batch"}, "pooler_output": {0: "batch"}}, **common)
 
 
-def check_graph(path: Path, name: str, elem_type: int, dims: list) -> None:
+def check_graph(path: Path, name: str, elem_type: int, dims: list, width: int = WIDTH) -> None:
     """Checker, IR version, and the one input/output with the manifest's names, types and shapes."""
     import onnx
 
@@ -207,7 +221,7 @@ def check_graph(path: Path, name: str, elem_type: int, dims: list) -> None:
         return v.name, t.elem_type, [d.dim_param or d.dim_value for d in t.shape.dim]
 
     got = ([sig(v) for v in m.graph.input], [sig(v) for v in m.graph.output])
-    want = ([(name, elem_type, ["batch", *dims])], [("pooler_output", onnx.TensorProto.FLOAT, ["batch", WIDTH])])
+    want = ([(name, elem_type, ["batch", *dims])], [("pooler_output", onnx.TensorProto.FLOAT, ["batch", width])])
     if got != want:
         raise RuntimeError(f"{path}: inputs/outputs {got}, expected {want}")
 
@@ -242,7 +256,7 @@ def check_against_torch(model, folder: Path) -> dict:
     return report
 
 
-def write_manifest(model, folder: Path) -> dict:
+def write_manifest(model, folder: Path, full: bool = False) -> dict:
     def entry(name: str, input_name: str, dtype: str, **extra) -> dict:
         p = folder / name
         return {"url": name, "input": input_name, "output": "pooler_output", "input_dtype": dtype, **extra,
@@ -250,8 +264,9 @@ def write_manifest(model, folder: Path) -> dict:
 
     spm = folder / "spiece.model"
     manifest = {
-        "id": NAME,
-        "name": "Tiny SigLIP (random weights, for tests)",
+        "id": FULL_NAME if full else NAME,
+        "name": ("SigLIP base patch16 224 architecture, random weights (benchmarks)" if full
+                 else "Tiny SigLIP (random weights, for tests)"),
         "variant": "fp32",
         "image": entry("image.onnx", "pixel_values", "float32"),
         "text": entry("text.onnx", "input_ids", "int64", dynamic_sequence=False),
@@ -266,13 +281,13 @@ def write_manifest(model, folder: Path) -> dict:
         # exp of the float32 parameter, in double: the scale the model's forward applies.
         "scoring": {"kind": "sigmoid", "logit_scale": math.exp(float(model.logit_scale.item())),
                     "logit_bias": float(model.logit_bias.item())},
-        "embed_dim": WIDTH,
+        "embed_dim": FULL_WIDTH if full else WIDTH,
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
-def build_into(folder: Path) -> dict:
+def build_into(folder: Path, full: bool = False) -> dict:
     """Build into an existing empty folder (no caching); returns the ONNX-vs-torch check."""
     import onnx
     import sentencepiece
@@ -280,45 +295,48 @@ def build_into(folder: Path) -> dict:
 
     hf_logging.disable_progress_bar()  # "Writing model shards" bar on every save
     folder = Path(folder)
-    data = spiece_bytes()
+    data = spiece_bytes(full)
     sp = sentencepiece.SentencePieceProcessor(model_proto=data)
     if (sp.pad_id(), sp.eos_id(), sp.unk_id(), sp.bos_id()) != (0, EOS_ID, 2, -1):
         raise RuntimeError("the tokenizer model lacks SigLIP's ids (pad 0, eos 1, unk 2, no bos)")
     (folder / "spiece.model").write_bytes(data)
-    model = make_model(sp.vocab_size())
+    model = make_model(sp.vocab_size(), full)
     with quiet_config_warnings():
         model.save_pretrained(folder / "checkpoint")
     export_onnx(model, folder)
-    check_graph(folder / "image.onnx", "pixel_values", onnx.TensorProto.FLOAT, [3, IMAGE_SIZE, IMAGE_SIZE])
-    check_graph(folder / "text.onnx", "input_ids", onnx.TensorProto.INT64, [CONTEXT_LENGTH])
+    width = FULL_WIDTH if full else WIDTH
+    check_graph(folder / "image.onnx", "pixel_values", onnx.TensorProto.FLOAT, [3, IMAGE_SIZE, IMAGE_SIZE], width)
+    check_graph(folder / "text.onnx", "input_ids", onnx.TensorProto.INT64, [CONTEXT_LENGTH], width)
     report = check_against_torch(model, folder)
-    write_manifest(model, folder)
+    write_manifest(model, folder, full)
     return report
 
 
-def build(out: Path | None = None, force: bool = False) -> Path:
-    """Return out/tiny-siglip, building it unless a folder with a current stamp is already there.
+def build(out: Path | None = None, force: bool = False, full: bool = False) -> Path:
+    """Return out/tiny-siglip (full: out/siglip-base-patch16-224-random), building it unless a
+    folder with a current stamp is already there.
 
     Built in a temp folder next to the target and renamed into place, so a crash or a concurrent
     reader never sees a half-built model.
     """
-    out = Path(out or DEFAULT_OUT).resolve()
-    target = out / NAME
-    key = stamp()
+    name = FULL_NAME if full else NAME
+    out = Path(out or (FULL_OUT if full else DEFAULT_OUT)).resolve()
+    target = out / name
+    key = stamp(full)
     if not force and build_models.is_current(target, key):
         return target
 
     out.mkdir(parents=True, exist_ok=True)
-    build_models._remove_stale_temps(out, NAME)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{NAME}-", dir=out))
+    build_models._remove_stale_temps(out, name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=out))
     t0 = time.perf_counter()
     try:
-        report = build_into(tmp)
+        report = build_into(tmp, full)
         build_models._make_readable(tmp)
         (tmp / STAMP_NAME).write_text(key + "\n")  # last: its presence means the build finished
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".tmp-{NAME}-old-", dir=out))
-            os.replace(target, old / NAME)
+            old = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-old-", dir=out))
+            os.replace(target, old / name)
             shutil.rmtree(old, ignore_errors=True)
         try:
             os.replace(tmp, target)
@@ -335,11 +353,11 @@ def build(out: Path | None = None, force: bool = False) -> Path:
     return target
 
 
-def check_determinism() -> bool:
+def check_determinism(full: bool = False) -> bool:
     """Build twice into fresh temp folders and compare every file's bytes."""
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
-        build_into(Path(a))
-        build_into(Path(b))
+        build_into(Path(a), full)
+        build_into(Path(b), full)
         da, db = build_models.tree_digest(Path(a)), build_models.tree_digest(Path(b))
     differ = sorted(n for n in set(da) | set(db) if da.get(n) != db.get(n))
     _log(f"two builds {'DIFFER: ' + ', '.join(differ) if differ else 'identical'} ({len(da)} files)")
@@ -348,14 +366,17 @@ def check_determinism() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    ap.add_argument("--out", type=Path, default=None,
+                    help=f"output folder (default {DEFAULT_OUT}; {FULL_OUT} with --full)")
+    ap.add_argument("--full", action="store_true",
+                    help="the SigLIP base patch16 224 architecture (~800 MB) instead of the tiny model")
     ap.add_argument("--force", action="store_true", help="rebuild even if the cache is current")
     ap.add_argument("--check-determinism", action="store_true",
                     help="build twice in temp folders and compare bytes (no cache written)")
     args = ap.parse_args(argv)
     if args.check_determinism:
-        return 0 if check_determinism() else 1
-    target = build(args.out, force=args.force)
+        return 0 if check_determinism(args.full) else 1
+    target = build(args.out, force=args.force, full=args.full)
     _log(f"current at {target}")
     return 0
 
