@@ -155,6 +155,7 @@ class TextRules:
     url: str | None = None  # the tokenizer's own file (sentencepiece), relative to the manifest
     sha256: str | None = None
     bytes: int | None = None
+    # SentencePiece only (OpenAI's BPE has its own fixed special ids, pyapp.constants):
     lowercase: bool = False
     strip_punctuation: bool = False
     eos_id: int = 1
