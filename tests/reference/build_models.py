@@ -198,6 +198,34 @@ def _make_readable(folder: Path) -> None:
         os.chmod(p, 0o755 if p.is_dir() else 0o644)
 
 
+def install(out: Path, name: str, key: str, fill):
+    """Build out/name with fill(tmp) in a temp folder beside it, stamp it with `key` and rename it
+    into place, so a crash or a concurrent reader never sees a half-built model. -> fill's result."""
+    target = out / name
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(out, name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=out))
+    try:
+        result = fill(tmp)
+        _make_readable(tmp)
+        (tmp / STAMP_NAME).write_text(key + "\n")  # last: its presence means the build finished
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-old-", dir=out))
+            os.replace(target, old / name)
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            # Another process installed its build between our checks; keep theirs if it is current.
+            if not is_current(target, key):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result
+
+
 def build(kind: str = "tiny", out: Path | None = None, force: bool = False) -> Path:
     """Return out/kind, building it unless a folder with a current stamp is already there.
 
@@ -213,28 +241,8 @@ def build(kind: str = "tiny", out: Path | None = None, force: bool = False) -> P
         _log(f"{kind}: cached at {target}")
         return target
 
-    out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(out, kind)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{kind}-", dir=out))
     t0 = time.perf_counter()
-    try:
-        build_into(kind, tmp)
-        _make_readable(tmp)
-        (tmp / STAMP_NAME).write_text(key + "\n")  # last: its presence means the build finished
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".tmp-{kind}-old-", dir=out))
-            os.replace(target, old / kind)
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            # Another process installed its build between our checks; keep theirs if it is current.
-            if not is_current(target, key):
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    install(out, kind, key, lambda tmp: build_into(kind, tmp))
     dt = time.perf_counter() - t0
     m = json.loads((target / "manifest.json").read_text())
     _log(f"{kind}: built in {dt:.1f} s -> {target} "

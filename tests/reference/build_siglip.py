@@ -29,8 +29,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
-import shutil
 import sys
 import tempfile
 import time
@@ -326,27 +324,8 @@ def build(out: Path | None = None, force: bool = False, full: bool = False) -> P
     if not force and build_models.is_current(target, key):
         return target
 
-    out.mkdir(parents=True, exist_ok=True)
-    build_models._remove_stale_temps(out, name)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=out))
     t0 = time.perf_counter()
-    try:
-        report = build_into(tmp, full)
-        build_models._make_readable(tmp)
-        (tmp / STAMP_NAME).write_text(key + "\n")  # last: its presence means the build finished
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-old-", dir=out))
-            os.replace(target, old / name)
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not build_models.is_current(target, key):  # another process installed a current build
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    report = build_models.install(out, name, key, lambda tmp: build_into(tmp, full))
     checks = ", ".join(f"{part} cosine {cos:.7f} max abs {diff:.2e} (of {scale:.1f})"
                        for part, (cos, diff, scale) in report.items())
     _log(f"built in {time.perf_counter() - t0:.1f} s -> {target}; onnxruntime vs torch: {checks}")
