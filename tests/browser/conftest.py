@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from urllib.parse import urlsplit
 
 import pytest
 
-from helpers import ARTIFACTS, PW
+from helpers import ARTIFACTS, PW, REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "tests" / "reference"))  # siglip_reference, for the SigLIP fixtures
 
 
 class PageSession:
@@ -98,3 +101,26 @@ def image_host():
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
+
+
+# The tiny SigLIP (tests/reference/build_siglip.py), for the family's tests in every browser.
+@pytest.fixture(scope="module")
+def torch_siglip():
+    from siglip_reference import TorchSiglip, ensure_siglip_model
+
+    return TorchSiglip(ensure_siglip_model())
+
+
+@pytest.fixture(scope="module")
+def siglip_server(tmp_path_factory):
+    """A clip-web server whose models folder holds the tiny SigLIP alone (its checkpoint left out)."""
+    import shutil
+
+    from helpers import LiveServer
+    from siglip_reference import ensure_siglip_model
+
+    root = tmp_path_factory.mktemp("siglip-models")
+    shutil.copytree(ensure_siglip_model(), root / "tiny-siglip", ignore=shutil.ignore_patterns("checkpoint"))
+    live = LiveServer(tmp_path_factory.mktemp("siglip-server"), root)
+    yield live
+    live.stop()

@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import PW, LiveServer
+from helpers import PW
 
 TESTS = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TESTS / "pyapp"))
-sys.path.insert(0, str(TESTS / "reference"))
 import image_corpus  # noqa: E402
-from siglip_reference import TorchSiglip, ensure_siglip_model  # noqa: E402
 
 HARD = json.loads((TESTS / "pyapp" / "golden" / "spiece_hard_strings.json").read_text(encoding="utf-8"))
 TEXTS = ["a photo of a cat", "A DOG, running!", "it's </s> here", "<unk> and <pad>", "▁lead", "  spaces   ",
@@ -40,25 +37,11 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def torch_siglip():
-    return TorchSiglip(ensure_siglip_model())
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("siglip-models")
-    shutil.copytree(ensure_siglip_model(), root / "tiny-siglip", ignore=shutil.ignore_patterns("checkpoint"))
-    live = LiveServer(tmp_path_factory.mktemp("siglip-server"), root)
-    yield live
-    live.stop()
-
-
-@pytest.fixture(scope="module")
-def page(browser, server):
+def page(browser, siglip_server):
     context = browser.new_context(viewport=PW.VIEWPORT)
     page = context.new_page()
     page.set_default_timeout(PW.ACTION_TIMEOUT_MS)
-    page.goto(server.url + "text.html?model=tiny-siglip")
+    page.goto(siglip_server.url + "text.html?model=tiny-siglip")
     page.wait_for_function("document.body.dataset.state === 'ready'", timeout=PW.BOOT_TIMEOUT_MS)
     yield page
     context.close()
@@ -129,7 +112,7 @@ def test_text_page_shows_the_models_own_tokens(page):
     assert not any("startoftext" in c for c in chips)
 
 
-def test_search_page_ranks_and_sorts_by_the_models_scores(browser, server, torch_siglip):
+def test_search_page_ranks_and_sorts_by_the_models_scores(browser, siglip_server, torch_siglip):
     """The search page indexes the files with the model, ranks them by a text query in torch's order,
     and its zero-shot sort gives each image torch's best label and that label's own sigmoid."""
     corpus = _corpus()
@@ -137,7 +120,7 @@ def test_search_page_ranks_and_sorts_by_the_models_scores(browser, server, torch
     try:
         page = context.new_page()
         page.set_default_timeout(PW.ACTION_TIMEOUT_MS)
-        page.goto(server.url + "search.html?model=tiny-siglip")
+        page.goto(siglip_server.url + "search.html?model=tiny-siglip")
         page.wait_for_function("document.body.dataset.state === 'ready'", timeout=PW.BOOT_TIMEOUT_MS)
         stats = page.evaluate("""async (payload) => {
             const files = Object.entries(payload).map(([name, b64]) => {

@@ -9,37 +9,19 @@ model's sigmoid probabilities.
 from __future__ import annotations
 
 import base64
-import shutil
 
 import numpy as np
 import pytest
 
 from drivers import DRIVERS
-from helpers import LiveServer
 from test_siglip_family import FILES, TEXTS, _corpus, cosines
-
-from siglip_reference import TorchSiglip, ensure_siglip_model  # noqa: E402  (tests/reference, via test_siglip_family)
-
-
-@pytest.fixture(scope="module")
-def torch_siglip():
-    return TorchSiglip(ensure_siglip_model())
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("siglip-models-other")
-    shutil.copytree(ensure_siglip_model(), root / "tiny-siglip", ignore=shutil.ignore_patterns("checkpoint"))
-    live = LiveServer(tmp_path_factory.mktemp("siglip-server-other"), root)
-    yield live
-    live.stop()
 
 
 @pytest.fixture(scope="module", params=sorted(DRIVERS))
-def other(request, server):
+def other(request, siglip_server):
     driver = DRIVERS[request.param]()
     try:
-        driver.open(server.url + "text.html?model=tiny-siglip")
+        driver.open(siglip_server.url + "text.html?model=tiny-siglip")
         yield driver
     finally:
         driver.close()
