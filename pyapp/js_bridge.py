@@ -39,16 +39,23 @@ def _floats(values) -> tuple[float, ...] | None:
     return tuple(float(v) for v in (values.to_py() if isinstance(values, JsProxy) else values))
 
 
+def _manifest_rules(read, rules_json: str):
+    """read (a pyapp.pipeline reader) of a manifest's part given as JSON; a refusal becomes an
+    error the page shows (the server checks manifests too, but a page may be given its own)."""
+    from .pipeline import PipelineError
+
+    try:
+        return read(json.loads(str(rules_json)))
+    except PipelineError as exc:
+        raise ClipWebError(f"The model's manifest can't be used: {exc}") from exc
+
+
 @lru_cache(maxsize=8)
 def _image_rules(rules_json: str):
     """A manifest's {image_size, mean, std, preprocess} as JSON -> pyapp.pipeline.ImageRules."""
-    from .errors import ClipWebError
-    from .pipeline import PipelineError, image_rules
+    from .pipeline import image_rules
 
-    try:
-        return image_rules(json.loads(rules_json))
-    except PipelineError as exc:  # the server checks manifests too; a page may be given its own
-        raise ClipWebError(f"The model's manifest can't be used: {exc}") from exc
+    return _manifest_rules(image_rules, rules_json)
 
 
 def preprocess_image(data, rules: str, exif_transpose: bool = False):
@@ -96,13 +103,10 @@ _text_tokenizers: dict = {}
 def load_sentencepiece(key: str, data, rules_json: str) -> None:
     """Install a model's SentencePiece tokenizer: its file's bytes and the manifest's
     {context_length, tokenizer} as JSON (pyapp.pipeline.text_rules)."""
-    from .pipeline import PipelineError, text_rules
+    from .pipeline import text_rules
     from .spiece_tokenizer import SentencePieceTokenizer
 
-    try:
-        rules = text_rules(json.loads(str(rules_json)))
-    except PipelineError as exc:
-        raise ClipWebError(f"The model's manifest can't be used: {exc}") from exc
+    rules = _manifest_rules(text_rules, rules_json)
     _text_tokenizers[str(key)] = SentencePieceTokenizer.from_bytes(_to_bytes(data), rules)
 
 

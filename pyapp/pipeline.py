@@ -31,6 +31,7 @@ browser reads rules before numpy has loaded.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 
 from .constants import CONTEXT_LENGTH, IMAGE_SIZE, LOGIT_SCALE, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
@@ -84,8 +85,8 @@ class ImageRules:
         if self.mean is not None:
             _check_triple("mean", self.mean)
             _check_triple("std", self.std)
-            if any(s == 0 for s in self.std):
-                raise PipelineError("std", "must not contain 0")
+            if any(_float32_zero(s) for s in self.std):
+                raise PipelineError("std", "must not contain 0 (nor a value float32 rounds to 0)")
         # The output must be size x size, whatever the image's shape: batches stack.
         if self.resize == "squash":
             if self.resize_size != self.size and not self.center_crop:
@@ -186,28 +187,18 @@ class TextRules:
 
 def text_rules(manifest: dict) -> TextRules:
     """The text rules a manifest states (OpenAI's BPE at its context length where it is silent)."""
-    spec = manifest.get("tokenizer", {})
-    if not isinstance(spec, dict):
-        raise PipelineError("tokenizer", f"must be an object, got {type(spec).__name__}")
+    spec = _section(manifest, "tokenizer")
     kind = spec.get("kind", "clip_bpe")
-    known = ("kind",) + (SENTENCEPIECE_FIELDS if kind == "sentencepiece" else ())
-    unknown = sorted(set(spec) - set(known))
-    if unknown:
-        raise PipelineError(f"tokenizer.{unknown[0]}", f"unknown field for a {kind} tokenizer (known: {', '.join(known)})")
+    _refuse_unknown("tokenizer", spec, ("kind",) + (SENTENCEPIECE_FIELDS if kind == "sentencepiece" else ()),
+                    f"field for a {kind} tokenizer")
     fields = {name: spec[name] for name in SENTENCEPIECE_FIELDS if name in spec}
     return TextRules(kind=kind, context_length=manifest.get("context_length", CONTEXT_LENGTH), **fields)
 
 
 def image_rules(manifest: dict) -> ImageRules:
     """The image rules a manifest states (OpenAI CLIP's where it is silent)."""
-    rules = manifest.get("preprocess", {})
-    if not isinstance(rules, dict):
-        raise PipelineError("preprocess", f"must be an object, got {type(rules).__name__}")
-    unknown = sorted(set(rules) - set(PREPROCESS_FIELDS))
-    if unknown:
-        raise PipelineError(
-            f"preprocess.{unknown[0]}", f"unknown rule (known: {', '.join(PREPROCESS_FIELDS)})"
-        )
+    rules = _section(manifest, "preprocess")
+    _refuse_unknown("preprocess", rules, PREPROCESS_FIELDS, "rule")
     size = manifest.get("image_size", IMAGE_SIZE)
     resize = rules.get("resize", "shortest_side")
     mean = manifest.get("mean", OPENAI_DATASET_MEAN)
@@ -227,17 +218,33 @@ def image_rules(manifest: dict) -> ImageRules:
 
 def scoring(manifest: dict) -> Scoring:
     """The scoring a manifest states (CLIP's softmax at scale 100 where it is silent)."""
-    spec = manifest.get("scoring", {})
-    if not isinstance(spec, dict):
-        raise PipelineError("scoring", f"must be an object, got {type(spec).__name__}")
-    unknown = sorted(set(spec) - {"kind", "logit_scale", "logit_bias"})
-    if unknown:
-        raise PipelineError(f"scoring.{unknown[0]}", "unknown field (known: kind, logit_scale, logit_bias)")
+    spec = _section(manifest, "scoring")
+    _refuse_unknown("scoring", spec, ("kind", "logit_scale", "logit_bias"), "field")
     return Scoring(
         kind=spec.get("kind", "softmax"),
         logit_scale=spec.get("logit_scale", LOGIT_SCALE),
         logit_bias=spec.get("logit_bias", 0.0),
     )
+
+
+def _section(manifest: dict, name: str) -> dict:
+    """A manifest's optional object `name` ({} when absent)."""
+    spec = manifest.get(name, {})
+    if not isinstance(spec, dict):
+        raise PipelineError(name, f"must be an object, got {type(spec).__name__}")
+    return spec
+
+
+def _refuse_unknown(name: str, spec: dict, known: tuple[str, ...], noun: str) -> None:
+    unknown = sorted(set(spec) - set(known))
+    if unknown:
+        raise PipelineError(f"{name}.{unknown[0]}", f"unknown {noun} (known: {', '.join(known)})")
+
+
+def _float32_zero(value: float) -> bool:
+    # Normalize divides in float32 (torchvision, transformers): a std that float32 rounds to 0
+    # divides by zero as surely as 0 does.
+    return abs(value) < 1 and struct.unpack("f", struct.pack("f", value))[0] == 0
 
 
 def _check_choice(field: str, value: object, choices: tuple[str, ...]) -> None:

@@ -404,13 +404,10 @@ def _rules(size: int, mean: Sequence[float] | None, std: Sequence[float] | None,
         return rules
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"size must be a positive int, got {size!r}")
-    mean_t = None if mean is None else tuple(float(m) for m in mean)
-    std_t = None if std is None else tuple(float(s) for s in std)
-    if (mean_t is None) != (std_t is None) or (mean_t is not None and (len(mean_t) != 3 or len(std_t) != 3)):
-        raise ValueError("mean and std must have 3 values (R, G, B), or both be None")
-    if std_t is not None and any(np.float32(s) == 0 for s in std_t):
-        raise ValueError("std must not be zero")  # torchvision's Normalize refuses it too
-    return ImageRules(size=int(size), resize_size=int(size), mean=mean_t, std=std_t)
+    # ImageRules checks mean and std (PipelineError is a ValueError).
+    return ImageRules(size=int(size), resize_size=int(size),
+                      mean=None if mean is None else tuple(float(m) for m in mean),
+                      std=None if std is None else tuple(float(s) for s in std))
 
 
 def _preprocess_one(data: ImageInput, rules: ImageRules, exif_transpose: bool) -> np.ndarray:
