@@ -3,60 +3,12 @@
 from __future__ import annotations
 
 import sys
-from urllib.parse import urlsplit
 
 import pytest
 
-from helpers import ARTIFACTS, PW, REPO_ROOT
+from helpers import PW, REPO_ROOT, PageSession
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "reference"))  # siglip_reference, for the SigLIP fixtures
-
-
-class PageSession:
-    """A Playwright page that records every request it makes and every error it logs."""
-
-    def __init__(self, context, server):
-        self.context = context
-        self.server = server
-        self.page = context.new_page()
-        self.page.set_default_timeout(PW.ACTION_TIMEOUT_MS)
-        self.requests: list[str] = []
-        self.console_errors: list[str] = []
-        self.page_errors: list[str] = []
-        # Context-level: catches worker requests too.
-        context.on("request", lambda r: self.requests.append(r.url))
-        self.page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
-        self.page.on("pageerror", lambda e: self.page_errors.append(str(e)))
-
-    def open(self, path: str, state: str = "ready"):
-        self.page.goto(self.server.url + path.lstrip("/"))
-        return self.wait_state(state)
-
-    def wait_state(self, state: str = "ready"):
-        self.page.wait_for_function(
-            "document.body.dataset.state && document.body.dataset.state !== 'loading'",
-            timeout=PW.BOOT_TIMEOUT_MS,
-        )
-        actual = self.page.evaluate("document.body.dataset.state")
-        if actual != state:
-            message = self.page.evaluate("document.querySelector('#message')?.textContent")
-            raise AssertionError(f"page state {actual!r}, expected {state!r}: {message}\nconsole: {self.console_errors}")
-        return self.page
-
-    def foreign_requests(self) -> list[str]:
-        """Requests that went anywhere but 127.0.0.1 (blob: and data: URLs never leave the page)."""
-        out = []
-        for url in self.requests:
-            parts = urlsplit(url)
-            if parts.scheme in ("blob", "data"):
-                continue
-            if parts.hostname != "127.0.0.1":
-                out.append(url)
-        return out
-
-    def screenshot(self, name: str):
-        ARTIFACTS.mkdir(exist_ok=True)
-        self.page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from helpers import LiveServer, PW
+from helpers import PW, LiveServer, PageSession
 from pyapp.pipeline import image_rules
 from pyapp.preprocess import preprocess_image
 
@@ -59,10 +59,7 @@ def page(browser, models, tmp_path_factory):
     root, _ = models
     server = LiveServer(tmp_path_factory.mktemp("rules-server"), root)
     context = browser.new_context(viewport=PW.VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(PW.ACTION_TIMEOUT_MS)
-    page.goto(server.url + "?model=tiny-reference")
-    page.wait_for_function("document.body.dataset.state === 'ready'", timeout=PW.BOOT_TIMEOUT_MS)
+    page = PageSession(context, server).open("?model=tiny-reference")
     page.evaluate("""async () => {
         const { createClip } = await import('/js/clip.js');
         window.ruled = await createClip({ model: 'tiny-siglip-rules' });

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import PW
+from helpers import PW, PageSession
 
 TESTS = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TESTS / "pyapp"))
@@ -39,10 +39,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def page(browser, siglip_server):
     context = browser.new_context(viewport=PW.VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(PW.ACTION_TIMEOUT_MS)
-    page.goto(siglip_server.url + "text.html?model=tiny-siglip")
-    page.wait_for_function("document.body.dataset.state === 'ready'", timeout=PW.BOOT_TIMEOUT_MS)
+    page = PageSession(context, siglip_server).open("text.html?model=tiny-siglip")
     yield page
     context.close()
 
@@ -118,10 +115,7 @@ def test_search_page_ranks_and_sorts_by_the_models_scores(browser, siglip_server
     corpus = _corpus()
     context = browser.new_context(viewport=PW.VIEWPORT)
     try:
-        page = context.new_page()
-        page.set_default_timeout(PW.ACTION_TIMEOUT_MS)
-        page.goto(siglip_server.url + "search.html?model=tiny-siglip")
-        page.wait_for_function("document.body.dataset.state === 'ready'", timeout=PW.BOOT_TIMEOUT_MS)
+        page = PageSession(context, siglip_server).open("search.html?model=tiny-siglip")
         stats = page.evaluate("""async (payload) => {
             const files = Object.entries(payload).map(([name, b64]) => {
                 const f = new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name, {lastModified: 1700000000000});
