@@ -377,6 +377,25 @@ WORKER_ZERO_SHOT_JS = """async () => {
     return (await search.index.zeroShot(labels, 100)).ms;
 }"""
 
+# One zero-shot sort through the page (search.sort: label embeddings cached, the search worker's
+# sort, the grid) with the search worker's sort on `threads` threads (1: without its helper), ->
+# the page's ms and the worker's own.
+ZERO_SHOT_THREADS_JS = """async ([threads, labels]) => {
+    await search.index.vectors.worker.call('zeroShotThreads', { threads });
+    const idx = search.index;
+    if (!idx.timedZeroShot) {
+        const plain = idx.zeroShot.bind(idx);
+        idx.timedZeroShot = true;
+        idx.zeroShot = async (...args) => { const r = await plain(...args); window.lastZeroShot = r; return r; };
+    }
+    const t0 = performance.now();
+    await search.sort(labels);
+    const ms = performance.now() - t0;
+    return { ms, worker: window.lastZeroShot.ms, threads: window.lastZeroShot.timing.threads };
+}"""
+# Sorts per thread count in the A/B, alternating (after one of each to warm up).
+ZERO_SHOT_AB_SORTS = 8
+
 MEMORY_JS = """async () => {
     const vectors = await search.index.vectors.stats();
     let total = null;
@@ -464,7 +483,8 @@ def measure_scale(playwright, server, n: int, rounds: int) -> dict:
               "memory": [], "text_cold_ms": [], "text_ms": [], "example_ms": [], "zero_shot_ms": [],
               "zero_shot_cold_ms": [], "query_long_tasks": [], "worker_rank_ms": [], "worker_rank_refined": [],
               "worker_zero_shot_ms": [],
-              "import_long_scripts": [], "query_long_scripts": []}
+              "import_long_scripts": [], "query_long_scripts": [],
+              "zero_shot_ab": {str(t): {"ms": [], "worker_ms": []} for t in (1, 2)}}
     for r in range(rounds):
         context, page = scale_page(playwright, server)  # a fresh profile each round: nothing cached
         try:
@@ -498,6 +518,14 @@ def measure_scale(playwright, server, n: int, rounds: int) -> dict:
             result["worker_rank_ms"].append(worker["ms"])
             result["worker_rank_refined"].append(worker["refined"])
             result["worker_zero_shot_ms"].append(page.evaluate(WORKER_ZERO_SHOT_JS))
+            # The search worker's sort on one thread vs with its helper: the same page, alternating.
+            for k in range(2 * ZERO_SHOT_AB_SORTS + 2):
+                threads = 1 + (k + r) % 2
+                got = page.evaluate(ZERO_SHOT_THREADS_JS, [threads, labels])
+                if k >= 2:
+                    result["zero_shot_ab"][str(got["threads"])]["ms"].append(got["ms"])
+                    result["zero_shot_ab"][str(got["threads"])]["worker_ms"].append(got["worker"])
+            page.evaluate("search.index.vectors.worker.call('zeroShotThreads', { threads: 2 }).then(() => search.zeroShot([]))")
             log(f"  {n}: import {result['import_s'][-1]:.2f} s (cache written {result['cache_write_s'][-1]:.1f} s "
                 f"after), text {result['text_ms'][-1]:.1f} ms (cold {result['text_cold_ms'][-1]:.1f}), example "
                 f"{result['example_ms'][-1]:.1f} ms, zero-shot {result['zero_shot_ms'][-1]:.1f} ms (worker "
@@ -514,6 +542,9 @@ def measure_scale(playwright, server, n: int, rounds: int) -> dict:
                                                      "zero_shot_ms", "zero_shot_cold_ms", "worker_rank_ms",
                                                      "worker_zero_shot_ms")}
     result["median"]["vector_mb"] = med(m["vectors"]["bytes"] for m in result["memory"]) / 1e6
+    for t, ab in result["zero_shot_ab"].items():
+        result["median"][f"zero_shot_threads_{t}_ms"] = med(ab["ms"]) if ab["ms"] else None
+        result["median"][f"worker_zero_shot_threads_{t}_ms"] = med(ab["worker_ms"]) if ab["worker_ms"] else None
     result["median"]["longest_main_thread_task_ms"] = max(
         [t for ts in result["import_long_tasks"] + result["query_long_tasks"] for t in ts], default=0)
     return result
@@ -545,6 +576,12 @@ def main_scale(args) -> int:
             f"{m['example_ms']:8.1f} {m['zero_shot_ms']:9.1f} {m['zero_shot_cold_ms']:6.1f} {m['worker_rank_ms']:11.1f} "
             f"{m['worker_zero_shot_ms']:13.1f} "
             f"{m['longest_main_thread_task_ms']:12d} {m['cache_write_s']:13.1f}")
+        if m["zero_shot_threads_1_ms"] is not None and m["zero_shot_threads_2_ms"] is not None:
+            log(f"         zero-shot A/B, same pages, {ZERO_SHOT_AB_SORTS} sorts per round each: one thread "
+                f"{m['zero_shot_threads_1_ms']:.1f} ms (worker {m['worker_zero_shot_threads_1_ms']:.1f}), with the helper "
+                f"{m['zero_shot_threads_2_ms']:.1f} ms (worker {m['worker_zero_shot_threads_2_ms']:.1f}): "
+                f"{m['zero_shot_threads_2_ms'] / m['zero_shot_threads_1_ms']:.2f}x end to end, "
+                f"{m['worker_zero_shot_threads_2_ms'] / m['worker_zero_shot_threads_1_ms']:.2f}x in the worker")
         a = r["agreement"]
         log(f"         agreement over {a['queries']} queries: int8 max |d score| {max(a['int8_max_abs']):.5f}, "
             f"float16 {max(a['float16_max_abs']):.6f}; top-10 same order: int8 alone {a['int8_top10_same_order']}, "

@@ -286,3 +286,44 @@ def test_zero_shot_in_one_pass_equals_label_by_label_scoring(page, labels):
     order = got["a"]["order"]
     keys = [(got["a"]["label"][k], -got["a"]["prob"][k], k) for k in order]
     assert len(order) == present.sum() and keys == sorted(keys)
+
+
+ZERO_SHOT_TWO_THREADS_JS = """async ({ rows, d, labels, seed }) => {
+    // The search worker as the page uses it (vector-client.js): it splits a sort this large over its
+    // helper thread. The reference: the same rows in a CompactVectors of this page, one thread.
+    const { VectorClient } = await import('/js/search/vector-client.js');
+    const { CompactVectors } = await import('/js/search/compact-vectors.js');
+    let s = seed;
+    const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) - 0.5;
+    const client = new VectorClient();
+    await client.reset(rows);
+    const one = new CompactVectors(rows, d);
+    for (let k = 0; k < rows; k++) {
+        if (k % 7 === 3) continue;  // rows never set take no part
+        const raw = Float32Array.from({ length: d }, () => rnd() + (k % 3) * 0.05);
+        one.set(k, raw);
+        client.put(k, raw);
+    }
+    const unitQ = () => { const q = Float64Array.from({ length: d }, rnd); const n = Math.hypot(...q); return q.map((x) => x / n); };
+    const ls = Array.from({ length: labels }, unitQ);
+    const z = await client.zeroShot(ls, 100, { compact: true });
+    const stats = await client.stats();
+    const ref = one.zeroShot(ls, 100);
+    const same = (a, b) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
+    const out = { threads: stats.zeroShotThreads, helper: stats.zeroShotHelper, count: stats.count,
+                  same: Object.fromEntries(['label', 'prob', 'order', 'orderProb'].map((k) => [k, same(z[k], ref[k])])) };
+    client.client.terminate();
+    return out;
+}"""
+
+
+@pytest.mark.parametrize("labels", [10, 37])
+def test_large_zero_shot_on_two_threads_equals_one_thread(page, labels):
+    """A zero-shot sort of a large collection runs on the search worker and its helper thread
+    (shared memory, half the rows each; zero-shot-helper.js) and gives, bit for bit, the labels,
+    probabilities and order of one thread. 37 labels: three groups, each adding to the shared
+    softmax state."""
+    got = page.evaluate(ZERO_SHOT_TWO_THREADS_JS, {"rows": 40000, "d": 512, "labels": labels, "seed": 5 + labels})
+    assert got["helper"] == "ready" and got["threads"] == 2, got
+    assert got["count"] == 40000 - len(range(3, 40000, 7))
+    assert got["same"] == {"label": True, "prob": True, "order": True, "orderProb": True}, got

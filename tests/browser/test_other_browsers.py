@@ -235,3 +235,19 @@ def test_widget_on_another_origin(other, live_server, torch_clip):
     want = torch_clip.text_embeds(pyapp.tokenize("a diagram"))[0]
     assert_matches_torch(np.asarray(got["embedding"], dtype=np.float32), want, f"{other.name} widget")
     assert [m for m, *_ in site.log if m == "POST"] == []
+
+
+def test_large_zero_shot_on_two_threads_equals_one_thread(other):
+    """The search worker's zero-shot helper thread (shared memory, Atomics.wait) runs in Firefox too,
+    bit-identical to one thread (test_compact_index.py has the same check in Chromium). WebKitGTK
+    here has no SharedArrayBuffer even in a cross-origin-isolated page: the sort runs on one thread,
+    says why, and gives the same numbers."""
+    from test_compact_index import ZERO_SHOT_TWO_THREADS_JS
+
+    got = other.evaluate(ZERO_SHOT_TWO_THREADS_JS, {"rows": 40000, "d": 512, "labels": 10, "seed": 15})
+    if other.name == "webkit":
+        assert got["threads"] == 1 and "no shared memory" in got["helper"], got
+        assert other.evaluate("async () => [self.crossOriginIsolated, typeof SharedArrayBuffer]") == [True, "undefined"]
+    else:
+        assert got["helper"] == "ready" and got["threads"] == 2, got
+    assert got["same"] == {"label": True, "prob": True, "order": True, "orderProb": True}, got

@@ -11,7 +11,8 @@
 // A JavaScript loop computes the same integers where WebAssembly SIMD is missing.
 //
 // No DOM, no workers: the search worker (vector-worker.js) owns one of these; tests run it in
-// Node and in the page.
+// Node and in the page. Made with { shared: true }, its memory is shared, so a second thread
+// (zero-shot-thread.js, through view()) can score part of the rows of a zero-shot sort.
 
 // Every int8 score is within this of the float32 score (cosine units): the bound the tests assert.
 // Measured worst cases are ~2x smaller (docs/search-index.md).
@@ -43,6 +44,11 @@ const BOUND_SIGMAS = 6;
 // call (its scratch: GROUP int16 queries and BLOCK x GROUP int32 dots, 272 KB).
 const GROUP = 16;
 const BLOCK = 4096;
+// A zero-shot sort of at least this many rows is split over two threads where a helper is at hand
+// (below it, the message to the other thread costs more than the half it saves).
+export const SPLIT_ROWS = 16384;
+// Passes over warmUp()'s matrix (8,192 rows, 10 labels: ~10 ms a thread).
+const WARM_UP_ROUNDS = 6;
 
 const INT8_MAX = 127;
 const INT16_MAX = 32767;
@@ -144,25 +150,48 @@ function dotsManyBody() {
   ];
 }
 
-function kernelBytes() {
+// A shared memory must declare its largest size: 65536 pages is all of 32-bit memory (4 GiB).
+const MAX_PAGES = 65536;
+
+function kernelBytes(shared) {
   const body = dotsManyBody();
+  const limits = shared ? [0x03, 0x01, ...uleb(MAX_PAGES)] : [0x00, 0x01];
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, [1, 0x60, 6, I32, I32, I32, I32, I32, I32, 0]),
-    ...section(2, [1, ...name('env'), ...name('memory'), 0x02, 0x00, 0x01]),
+    ...section(2, [1, ...name('env'), ...name('memory'), 0x02, ...limits]),
     ...section(3, [1, 0]),
     ...section(7, [1, ...name('dotsMany'), 0x00, 0]),
     ...section(10, [1, ...uleb(body.length), ...body]),
   ]);
 }
 
-let kernelModule; // WebAssembly.Module | null (no SIMD) | undefined (not tried yet)
-function kernel() {
-  if (kernelModule === undefined) {
-    const bytes = kernelBytes();
-    kernelModule = typeof WebAssembly !== 'undefined' && WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
+// shared -> WebAssembly.Module | null (no SIMD, or no shared memory); built on first use
+const kernelModules = new Map();
+function kernel(shared) {
+  if (!kernelModules.has(shared)) {
+    const bytes = kernelBytes(shared);
+    kernelModules.set(shared, typeof WebAssembly !== 'undefined' && WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null);
   }
-  return kernelModule;
+  return kernelModules.get(shared);
+}
+
+// Where things are in a matrix's WebAssembly memory: the codes (capacity x stride int8), one
+// query (int16) and its scores (int32 per row) for rankings, then per thread a zero-shot lane:
+// GROUP int16 queries and BLOCK x GROUP int32 dots.
+function memoryLayout(capacity, stride, threads) {
+  const matrixBytes = capacity * stride;
+  const queryOffset = matrixBytes;
+  const outOffset = queryOffset + stride * 2;
+  const lanesAt = outOffset + capacity * 4;
+  const laneBytes = GROUP * stride * 2 + BLOCK * GROUP * 4;
+  const lanes = Array.from({ length: threads }, (_, t) => ({ queryAt: lanesAt + t * laneBytes, outAt: lanesAt + t * laneBytes + GROUP * stride * 2 }));
+  return { matrixBytes, queryOffset, outOffset, lanes, bytes: lanesAt + threads * laneBytes };
+}
+
+// A typed array of n elements, over shared memory where asked.
+function newArray(Type, n, shared) {
+  return shared ? new Type(new SharedArrayBuffer(n * Type.BYTES_PER_ELEMENT)) : new Type(n);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -256,12 +285,15 @@ export function toFloat16Values(v) {
 export class CompactVectors {
   // capacity rows of d values. Rows are set by id (0..capacity-1), in any order; only rows that
   // have been set take part in scoring.
-  constructor(capacity, d) {
+  // shared: the memory, factors and presence are SharedArrayBuffers, so that view() can read
+  // them on another thread (only with SIMD and where the browser allows shared memory).
+  constructor(capacity, d, { shared = false } = {}) {
     this.d = d;
     this.stride = Math.ceil(d / LANES) * LANES;
     this.capacity = 0;
     this.count = 0;
-    this.module = kernel();
+    this.shared = Boolean(shared && typeof SharedArrayBuffer !== 'undefined' && kernel(true));
+    this.module = kernel(this.shared);
     this.allocate(Math.max(1, capacity));
   }
 
@@ -278,25 +310,21 @@ export class CompactVectors {
 
   allocate(capacity) {
     const old = this.capacity ? { codes: this.codes, factors: this.factors, errors: this.errors, present: this.present, capacity: this.capacity } : null;
-    const matrixBytes = capacity * this.stride;
-    // The int16 query and the int32 scores; GROUP queries and BLOCK x GROUP dots (zero-shot).
-    const scratch = this.stride * 2 + capacity * 4 + GROUP * this.stride * 2 + BLOCK * GROUP * 4;
+    const { matrixBytes, queryOffset, outOffset, lanes, bytes } = memoryLayout(capacity, this.stride, this.shared ? 2 : 1);
     if (this.module) {
-      const pages = Math.ceil((matrixBytes + scratch + LANES) / PAGE);
-      this.memory = new WebAssembly.Memory({ initial: pages });
+      const pages = Math.ceil((bytes + LANES) / PAGE);
+      this.memory = new WebAssembly.Memory(this.shared ? { initial: pages, maximum: pages, shared: true } : { initial: pages });
       this.dotsMany = new WebAssembly.Instance(this.module, { env: { memory: this.memory } }).exports.dotsMany;
       this.codes = new Int8Array(this.memory.buffer, 0, matrixBytes);
-      this.queryOffset = matrixBytes;
-      this.outOffset = matrixBytes + this.stride * 2;
-      this.groupOffset = this.outOffset + capacity * 4;
-      this.groupOutOffset = this.groupOffset + GROUP * this.stride * 2;
+      Object.assign(this, { queryOffset, outOffset, lanes });
     } else {
       this.memory = null;
       this.codes = new Int8Array(matrixBytes);
+      this.lanes = [{}];
     }
-    this.factors = new Float32Array(capacity);
+    this.factors = newArray(Float32Array, capacity, this.shared);
     this.errors = new Float32Array(capacity);
-    this.present = new Uint8Array(capacity);
+    this.present = newArray(Uint8Array, capacity, this.shared);
     if (old) {
       this.codes.set(old.codes.subarray(0, old.capacity * this.stride));
       this.factors.set(old.factors);
@@ -304,6 +332,23 @@ export class CompactVectors {
       this.present.set(old.present);
     }
     this.capacity = capacity;
+  }
+
+  // What view() needs on another thread (shared vectors only): nothing is copied.
+  sharedParts() {
+    return { memory: this.memory, factors: this.factors, present: this.present, d: this.d, capacity: this.capacity };
+  }
+
+  // Shared vectors' parts (sharedParts(), posted to another thread) -> a CompactVectors over the
+  // same memory, for zeroShotRows() on its own scratch lane (1). Read-only: it never allocates.
+  static view({ memory, factors, present, d, capacity }) {
+    const v = Object.create(CompactVectors.prototype);
+    Object.assign(v, { d, stride: Math.ceil(d / LANES) * LANES, capacity, shared: true, module: kernel(true), memory, factors, present });
+    v.dotsMany = new WebAssembly.Instance(v.module, { env: { memory } }).exports.dotsMany;
+    const { matrixBytes, lanes } = memoryLayout(capacity, v.stride, 2);
+    v.codes = new Int8Array(memory.buffer, 0, matrixBytes);
+    v.lanes = lanes;
+    return v;
   }
 
   // id -> raw embedding (length d). Grows the matrix when id is past the end.
@@ -348,7 +393,7 @@ export class CompactVectors {
   // r * m + j. A view of the kernel's scratch (valid until the next call) where SIMD runs: by
   // default the zero-shot group's (GROUP queries, BLOCK rows); a ranking passes its own (one
   // query, every row).
-  groupDots(group, start, rows, { queryAt = this.groupOffset, outAt = this.groupOutOffset } = {}) {
+  groupDots(group, start, rows, { queryAt = this.lanes[0].queryAt, outAt = this.lanes[0].outAt } = {}) {
     const m = group.length;
     const s = this.stride;
     if (this.module) {
@@ -407,26 +452,77 @@ export class CompactVectors {
   // object (pyapp/pipeline.py); with kind 'sigmoid' (SigLIP) the best label is the same and its
   // probability is its own sigmoid(scale * cosine + bias).
   // exact (an ExactRows, or null): a collection of at most `budget` rows is scored from float32.
+  // helper (a ZeroShotHelper, or null): another thread that scores the second half of the rows
+  // (shared vectors only); each row's numbers are the same whichever thread computes them.
   // -> also order: the ids by label, then the most confident first, ties by id; orderProb: their probs.
-  zeroShot(labels, scoring, exact = null, budget = ZERO_SHOT_EXACT_ROWS) {
-    const { kind = 'softmax', logit_scale: logitScale = 100, logit_bias: bias = 0 } = typeof scoring === 'number' ? { logit_scale: scoring } : scoring;
-    const probOf = kind === 'sigmoid' ? (bestLogit) => 1 / (1 + Math.exp(-(bestLogit + bias))) : null;
+  zeroShot(labels, scoring, exact = null, budget = ZERO_SHOT_EXACT_ROWS, helper = null) {
+    const t0 = performance.now();
     const n = this.capacity;
-    const label = new Uint16Array(n);
-    const prob = new Float32Array(n);
-    // Softmax over labels computed online, a group of labels per pass over the matrix: per row the
-    // largest logit so far (its first label wins ties), and the sum of exp(logit - largest).
-    const top = new Float64Array(n).fill(-Infinity);
-    const sum = new Float64Array(n);
+    const split = Boolean(helper?.available && this.shared && labels.length && n >= SPLIT_ROWS);
+    let state = this.zeroShotState(labels, scoring, split);
+    const timing = { threads: split ? 2 : 1 };
+    if (split) {
+      const mid = Math.ceil(n / 2 / BLOCK) * BLOCK;
+      const job = helper.start(this.sharedParts(), state, mid, n);
+      this.zeroShotRows(state, 0, mid);
+      timing.rowsMs = performance.now() - t0;
+      const done = helper.finish(job);
+      timing.waitMs = performance.now() - t0 - timing.rowsMs;
+      if (!done) {
+        // The other thread failed or is stuck: everything again here, on arrays of our own (it
+        // may still be writing to the shared ones).
+        state = this.zeroShotState(labels, scoring, false);
+        this.zeroShotRows(state, 0, n);
+        timing.threads = 1;
+      }
+    } else {
+      this.zeroShotRows(state, 0, n);
+      timing.rowsMs = performance.now() - t0;
+    }
+    const t1 = performance.now();
+    const out = this.zeroShotFinish(state, labels, exact, budget);
+    timing.finishMs = performance.now() - t1;
+    return { ...out, timing };
+  }
+
+  // Runs a zero-shot pass over a small matrix of its own a few times, so that the engine has
+  // compiled this thread's code for it (kernel and loop) before the first real sort: measured in
+  // the page, a new thread's first sorts of 100,000 rows took up to twice as long as its later ones.
+  static warmUp({ shared = false } = {}) {
+    const rows = 2 * BLOCK;
+    const v = new CompactVectors(rows, 512, { shared });
+    v.present.fill(1);
+    v.count = rows;
+    const labels = Array.from({ length: 10 }, (_, j) => Float64Array.from({ length: 512 }, (_, i) => ((i * 31 + j * 17) % 13) - 6));
+    for (let round = 0; round < WARM_UP_ROUNDS; round++) v.zeroShotRows(v.zeroShotState(labels, 100, false), 0, rows);
+  }
+
+  // The labels quantised, and per row the online softmax's running state: the largest logit so
+  // far (its first label wins ties), the sum of exp(logit - largest) and the best label so far.
+  zeroShotState(labels, scoring, shared) {
+    const { kind = 'softmax', logit_scale: logitScale = 100, logit_bias: bias = 0 } = typeof scoring === 'number' ? { logit_scale: scoring } : scoring;
+    const n = this.capacity;
+    const groups = [];
     for (let first = 0; first < labels.length; first += GROUP) {
       const group = labels.slice(first, first + GROUP).map((l) => quantiseQuery(l, this.stride));
+      groups.push({ first, codes: group.map((q) => q.codes), factors: Float64Array.from(group, (q) => q.factor) });
+    }
+    const top = newArray(Float64Array, n, shared).fill(-Infinity);
+    return { kind, logitScale, bias, groups, top, sum: newArray(Float64Array, n, shared), label: newArray(Uint16Array, n, shared) };
+  }
+
+  // The softmax over labels computed online for rows start..end-1, a group of labels per pass
+  // over them. lane: which scratch of the shared memory this thread uses (0 here, 1 the helper).
+  zeroShotRows({ logitScale, groups, top, sum, label }, start, end, lane = 0) {
+    const scratch = this.lanes[lane];
+    for (const { first, codes, factors: queryFactors } of groups) {
+      const group = codes.map((c) => ({ codes: c }));
       const m = group.length;
-      const queryFactors = Float64Array.from(group, (q) => q.factor);
-      for (let start = 0; start < n; start += BLOCK) {
-        const rows = Math.min(BLOCK, n - start);
-        const dots = this.groupDots(group, start, rows); // (rows, m) int32
+      for (let at = start; at < end; at += BLOCK) {
+        const rows = Math.min(BLOCK, end - at);
+        const dots = this.groupDots(group, at, rows, scratch); // (rows, m) int32
         for (let r = 0; r < rows; r++) {
-          const k = start + r;
+          const k = at + r;
           if (!this.present[k]) continue;
           const f = this.factors[k];
           let best = top[k];
@@ -447,6 +543,16 @@ export class CompactVectors {
         }
       }
     }
+  }
+
+  // Probabilities, the exact pass of a small collection, and the order.
+  zeroShotFinish(state, labels, exact, budget) {
+    const { kind, logitScale, bias, top, sum } = state;
+    const probOf = kind === 'sigmoid' ? (bestLogit) => 1 / (1 + Math.exp(-(bestLogit + bias))) : null;
+    const n = this.capacity;
+    // Over shared memory the labels are copied out: a shared buffer cannot be transferred.
+    const label = state.label.buffer instanceof ArrayBuffer ? state.label : state.label.slice();
+    const prob = new Float32Array(n);
     if (labels.length) for (let k = 0; k < n; k++) if (this.present[k]) prob[k] = probOf ? probOf(top[k]) : 1 / sum[k];
     const logits = new Float64Array(labels.length);
     let refined = 0;

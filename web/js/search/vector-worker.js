@@ -14,8 +14,14 @@ import { CompactVectors, MAX_ROWS } from './compact-vectors.js';
 import { readIndex, parseJson } from './index-file.js';
 import { ExactRows } from './exact-rows.js';
 import { SearchStore, cacheRecord } from './store.js';
+import { ZeroShotHelper } from './zero-shot-helper.js';
 
 const exactReady = ExactRows.open(); // null where the browser has no file for it
+// A second thread for zero-shot sorts (null: one core, or no shared memory); the vectors are kept
+// in shared memory for it.
+const { helper, why: noHelper } = ZeroShotHelper.create();
+const newVectors = (n, d) => new CompactVectors(n, d, { shared: helper !== null });
+let useHelper = true;
 // Rows per write when an import's embeddings go to the exact file.
 const WRITE_ROWS = 4096;
 // Records per IndexedDB write when an import goes to the page's embedding cache.
@@ -31,7 +37,7 @@ let files = null; // the committed import's { paths, sizes, mtimes } by id, unti
 let generation = 0; // which collection the vectors and the exact file hold (reset/commit: +1)
 
 function ensure(d) {
-  if (!vectors || vectors.d !== d) vectors = new CompactVectors(capacity, d);
+  if (!vectors || vectors.d !== d) vectors = newVectors(capacity, d);
   return vectors;
 }
 
@@ -69,6 +75,7 @@ serve({
     const v = ensure(d);
     for (let k = 0; k < ids.length; k++) v.set(ids[k], data.subarray(k * d, (k + 1) * d));
     (await exactReady)?.write(ids, data, d);
+    helper?.prepareFor(v.count);
     return v.count;
   },
 
@@ -91,9 +98,16 @@ serve({
     }
     const exact = compact ? null : await exactReady;
     const t0 = performance.now();
-    const { label, prob, order, orderProb, refined } = vectors.zeroShot(labels, scoring, exact);
-    return withTransfer({ label, prob, order, orderProb, refined, ms: performance.now() - t0 },
+    const { label, prob, order, orderProb, refined, timing } = vectors.zeroShot(labels, scoring, exact, undefined, useHelper ? helper : null);
+    return withTransfer({ label, prob, order, orderProb, refined, timing, ms: performance.now() - t0 },
       [label.buffer, prob.buffer, order.buffer, orderProb.buffer]);
+  },
+
+  // Threads for large zero-shot sorts: 1 keeps them on this worker alone (what benchmarks compare
+  // the helper with), 2 uses the helper where there is one. -> the threads a sort will use.
+  zeroShotThreads({ threads }) {
+    useHelper = threads > 1;
+    return useHelper && helper?.available && vectors?.shared ? 2 : 1;
   },
 
   // A row's raw embedding from the exact file (Float32Array) and its dequantised unit vector
@@ -108,6 +122,8 @@ serve({
     return {
       count: vectors?.count ?? 0, bytes: vectors?.bytes ?? 0, simd: vectors?.simd ?? null, d: vectors?.d ?? null, capacity,
       exact: Boolean(await exactReady),
+      // Threads a large zero-shot sort runs on, and why the second one was dropped, if it was.
+      zeroShotThreads: useHelper && helper?.available && vectors?.shared ? 2 : 1, zeroShotHelper: helper?.state ?? noHelper,
     };
   },
 
@@ -127,7 +143,7 @@ serve({
     if (rows.some((r) => r.path.includes(SEPARATOR))) throw new RpcError('a path in this index holds a NUL character (the file is damaged)', 'bad_index');
     if (!sorted) order.sort((a, b) => (rows[a].path < rows[b].path ? -1 : rows[a].path > rows[b].path ? 1 : a - b));
     const seen = new Set();
-    const next = new CompactVectors(rows.length, d || 1);
+    const next = newVectors(rows.length, d || 1);
     const rawSorted = sorted ? matrix : new Float32Array(matrix.length);
     const out = { paths: [], sizes: new Float64Array(rows.length), mtimes: new Float64Array(rows.length), thumbnails: [] };
     order.forEach((src, id) => {
@@ -169,6 +185,7 @@ serve({
     files = staged.files;
     staged = null;
     generation += 1;
+    helper?.prepareFor(n);
     const exact = await exactReady;
     if (exact) {
       exact.reset(d);
