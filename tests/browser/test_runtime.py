@@ -135,6 +135,15 @@ def test_bad_model_gives_clear_error_and_runtime_keeps_working(ready, spec_patch
     )
     assert error is not None and error["code"] == code, error
     assert words in error["message"]
+    # Nothing of a refused file is kept: not in the model cache, and no partial download either (a
+    # file that downloaded whole but is no ONNX model used to leave its bytes in OPFS).
+    kept = ready.page.evaluate("""async () => {
+        const cache = await caches.open('clip-web-models-v1');
+        const storage = await runtime.ort.call('storage');
+        return { keys: (await cache.keys()).map((r) => decodeURIComponent(r.url)), partialBytes: storage.partialBytes };
+    }""")
+    assert kept["partialBytes"] == 0, kept
+    assert not any("0" * 64 in k or "rpc.js" in k for k in kept["keys"]), kept
     still = ready.page.evaluate(
         "runtime.run('tiny-reference', 'text', {data: new Int32Array(77).fill(0).map((v, i) => i === 0 ? 49406 : i === 1 ? 49407 : 0), dims: [1, 77]}).then(o => o.dims)"
     )

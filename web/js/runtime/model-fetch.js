@@ -30,8 +30,9 @@ async function openCache() {
   }
 }
 
-// -> { buffer: Uint8Array, cached, hashed (whether its sha256 was computed now), remember() }. Call remember() once the bytes proved to
-// be a working model, so a broken file is never kept.
+// -> { buffer: Uint8Array, cached, hashed (whether its sha256 was computed now), remember(), discard() }.
+// Call remember() once the bytes proved to be a working model, so a broken file is never kept, and
+// discard() when they did not: a downloaded file's stored bytes are dropped.
 export async function loadModelBytes(url, spec = {}, onProgress = () => {}) {
   const cache = await openCache();
   const key = cacheKey(url, spec.sha256, spec.bytes);
@@ -52,7 +53,7 @@ export async function loadModelBytes(url, spec = {}, onProgress = () => {}) {
         const remember = async () => {
           discardPartial(key).catch(() => {});
         };
-        return { buffer, cached: true, hashed: !!spec.sha256 && !verified, remember };
+        return { buffer, cached: true, hashed: !!spec.sha256 && !verified, remember, discard: async () => {} };
       }
       await cache.delete(key);
     }
@@ -70,7 +71,7 @@ export async function loadModelBytes(url, spec = {}, onProgress = () => {}) {
     }
     await dropPartial(url, spec); // kept in the model cache now (or never will be)
   };
-  return { buffer, cached: false, hashed: !!spec.sha256, remember };
+  return { buffer, cached: false, hashed: !!spec.sha256, remember, discard: () => dropPartial(url, spec) };
 }
 
 export async function clearModelCache() {

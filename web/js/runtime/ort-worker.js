@@ -111,16 +111,22 @@ serve(handlers);
 // I/O names against the manifest.
 async function loadSession({ key, spec, backend }) {
   const t0 = performance.now();
-  const { buffer: bytes, cached, hashed, remember } = await loadModelBytes(spec.url, spec, (p) => emit('progress', { ...p, source: 'model' }));
+  const { buffer: bytes, cached, hashed, remember, discard } = await loadModelBytes(spec.url, spec, (p) => emit('progress', { ...p, source: 'model' }));
   const t1 = performance.now();
-  const { session, backend: used, notices } = await createSession(bytes, { backend, label: spec.url.split('/').pop() });
-  if (!session.inputNames.includes(spec.input) || !session.outputNames.includes(spec.output)) {
-    await session.release();
-    throw new RpcError(
-      `${spec.url.split('/').pop()} has inputs [${session.inputNames}] and outputs [${session.outputNames}], ` +
-        `but its manifest says input "${spec.input}" and output "${spec.output}"`,
-      'model_mismatch',
-    );
+  let session, used, notices;
+  try {
+    ({ session, backend: used, notices } = await createSession(bytes, { backend, label: spec.url.split('/').pop() }));
+    if (!session.inputNames.includes(spec.input) || !session.outputNames.includes(spec.output)) {
+      await session.release();
+      throw new RpcError(
+        `${spec.url.split('/').pop()} has inputs [${session.inputNames}] and outputs [${session.outputNames}], ` +
+          `but its manifest says input "${spec.input}" and output "${spec.output}"`,
+        'model_mismatch',
+      );
+    }
+  } catch (err) {
+    await discard().catch(() => {}); // a file that is no working model is not kept, not even in part
+    throw err;
   }
   await remember();
   const old = sessions.get(key);
