@@ -32,6 +32,14 @@ class ManifestError(ValueError):
     pass
 
 
+# The model a page loads when nobody names one (and the server has no local folder). Chosen by
+# measurement among the presets that are exact to PyTorch (float32 weights): Xenova's and rocca's
+# ViT-B/32 fp32 files are the same size and run images equally fast (one engine, one graph size:
+# docs/benchmarks.md), but Xenova's text model takes the batch's real length, where rocca's is fixed
+# at 77 positions: a short prompt in 0.14x the time (full size, docs/text-latency.md).
+DEFAULT_PRESET = "xenova-vit-b-32-fp32"
+
+
 def validate_manifest(manifest: dict, where: str) -> dict:
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if missing:
@@ -104,7 +112,7 @@ def list_models(settings: Settings) -> dict:
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise ManifestError(f"two manifests share the id {', '.join(duplicates)}")
-    # The original demos load rocca's fp32 files; a local folder, when given, is what the user wants.
+    # A local folder, when given, is what the user wants.
     local = [m for m in models if m["origin"] == "local"]
-    default = local[0]["id"] if local else "rocca-vit-b-32-fp32"
+    default = local[0]["id"] if local else DEFAULT_PRESET
     return {"default": default, "models": models, **({"refused": refused} if refused else {})}

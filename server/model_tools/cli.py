@@ -1,6 +1,6 @@
 """`clip-web models ...`: argparse wiring only; the work is in the sibling modules.
 
-    clip-web models pull rocca-vit-b-32-fp32 --to models/ [--hub URL]
+    clip-web models pull xenova-vit-b-32-fp32 --to models/ [--hub URL]
     clip-web models export CHECKPOINT --to models/my-clip [--id my-clip]
     clip-web models quantize models/my-clip --to models/my-clip-uint8 [--uint8 | --int8]
     clip-web models fp16 models/my-clip --to models/my-clip-fp16

@@ -16,6 +16,7 @@ from helpers import REPO_ROOT
 from server import pins
 from server.app import create_app
 from server.assets import pyodide_dir
+from server.models import list_models
 from server.settings import Settings
 
 
@@ -134,6 +135,14 @@ def test_api_models_lists_presets_and_local(live_server, tiny_model_dir):
     assert rocca["text"]["input_dtype"] == "int32"
     xenova = next(m for m in listing["models"] if m["id"] == "xenova-vit-b-32-fp32")
     assert (xenova["image"]["input"], xenova["text"]["input"]) == ("pixel_values", "input_ids")
+
+
+def test_without_a_local_folder_the_default_is_the_exact_preset_that_takes_the_real_text_length(tmp_path):
+    listing = list_models(Settings(assets_dir=tmp_path, models_dir=None))
+    default = next(m for m in listing["models"] if m["id"] == listing["default"])
+    assert default["id"] == "xenova-vit-b-32-fp32" and default["origin"] == "preset"
+    assert default["variant"] == "fp32" and default["image"]["input_dtype"] == "float32"
+    assert default["text"]["dynamic_sequence"] is True  # rocca's fp32 text model is fixed at 77
 
 
 def test_request_log_records_requests(live_server):
