@@ -454,10 +454,12 @@ def why_paragraphs(results: dict) -> list[str]:
                f"anything: Pyodide boot {_ms(o.get('Pyodide boot'))}, numpy + Pillow + pyapp wheels "
                f"{_ms(o.get('numpy, Pillow, pyapp wheels'))}, import + vocab {_ms(o.get('import pyapp + vocab'))} ms. "
                f"transformers.js has no interpreter to start: its tokenizer and processor are ready after "
-               f"{_ms(t.get('tokenizer + processor'))} ms. Worse, `createClip` starts the model download and session "
-               f"creation only after Pyodide is ready (web/js/clip.js awaits `Runtime.start` without the model, "
-               f"then calls `loadModel`), so model download ({_ms(o.get('model download / cache read'))} ms) and "
-               f"sessions ({_ms(o.get('sessions (incl. wasm compile)'))} ms) come on top instead of overlapping.")
+               f"{_ms(t.get('tokenizer + processor'))} ms. `createClip()` starts the model download and the "
+               f"sessions at once, beside Pyodide's boot, and by default resolves once both encoders are ready "
+               f"(as the transformers.js harness waits for both models): model download "
+               f"{_ms(o.get('model download / cache read'))} ms and sessions "
+               f"{_ms(o.get('sessions (incl. wasm compile)'))} ms, on the same 2 cores as the boot. Pages that "
+               f"name their first encoder (`encoders: ['image', 'text']`) get it sooner: docs/startup-ab.md.")
         if ov and seq:
             txt += (f" Booting through `Runtime.start({{model}})` (the start page's order, row \"{LABEL['ours_overlapped']}\") "
                     f"gives {_ms(ov)} ms instead of {_ms(seq)} ms cold ({ov / seq:.2f}x)")
@@ -477,9 +479,10 @@ def why_paragraphs(results: dict) -> list[str]:
             sha = _get(run, "summary", "sha256") or next((_get(r, "summary", "sha256") for k2, r in runs.items()
                                                           if k2.split("/")[0] == key.split("/")[0] and _get(r, "summary", "sha256")), None)
             if sha:
-                txt += (f" Part of our cache read is the integrity check: `crypto.subtle.digest('SHA-256')` takes "
-                        f"{_ms(sha['median_ms'])} ms for the {sha['mb']:.0f} MB image encoder here, and "
-                        f"web/js/runtime/model-fetch.js hashes every cached file on every load.")
+                txt += (f" The integrity check is not part of it: `crypto.subtle.digest('SHA-256')` would take "
+                        f"{_ms(sha['median_ms'])} ms for the {sha['mb']:.0f} MB image encoder here, but a cached "
+                        f"model carries the digest it was verified against when stored and is not hashed again "
+                        f"(web/js/runtime/model-fetch.js).")
         paras.append(txt)
     # Text latency: the same cause in every run; told with the largest model's fp32 numbers.
     text_keys = [k for k in runs if k.endswith("fp32")] or list(runs)
@@ -489,16 +492,13 @@ def why_paragraphs(results: dict) -> list[str]:
     if o["median_ms"] and t["median_ms"] and o["median_ms"] > t["median_ms"]:
         paras.append(
             f"**Text latency ({key}; the other runs behave alike).** {_ms(o['median_ms'])} vs {_ms(t['median_ms'])} ms. "
-            f"We run the text encoder on all 77 positions (OpenAI's `tokenize` pads to the context length and our "
-            f"ONNX input is fixed at 77): {_ms(o['inference_median_ms'])} ms of inference, while transformers.js pads "
-            f"to the longest text of the batch (7 positions for \"{LATENCY_TEXT}\"): {_ms(t['inference_median_ms'])} ms. "
-            f"Native onnxruntime, also at 77 positions, needs {_ms(nat['inference_median_ms'])} ms: the sequence "
-            f"length, not the engine, is the gap. Tokenizing in the Python worker ({_ms(o['prep_median_ms'])} ms "
-            f"inside Python) then costs two worker round trips (page -> Pyodide worker -> page -> onnxruntime "
-            f"worker -> page), about {_ms(max(o['median_ms'] - (o['prep_median_ms'] or 0) - (o['inference_median_ms'] or 0), 0))} ms. "
-            f"CLIP's causal mask means the embedding at the EOT does not depend on the padding after it, so "
-            f"cutting the ids after the batch's last EOT (a dynamic sequence axis in text.onnx) would give the "
-            f"same embeddings for much less work.")
+            f"Both run the text encoder at the batch's real length (our ids are cut after the batch's last "
+            f"end-of-text token; `tokenize()` still gives OpenAI's 77): {_ms(o['inference_median_ms'])} vs "
+            f"{_ms(t['inference_median_ms'])} ms of inference (native onnxruntime {_ms(nat['inference_median_ms'])} ms). "
+            f"The rest is ours to pay for exact tokens: OpenAI's tokenizer in the Python worker "
+            f"({_ms(o['prep_median_ms'])} ms inside Python), and the trip from the page to the Python worker, on to "
+            f"the onnxruntime worker and back, about "
+            f"{_ms(max(o['median_ms'] - (o['prep_median_ms'] or 0) - (o['inference_median_ms'] or 0), 0))} ms.")
     # Image latency / throughput
     for key, run in runs.items():
         s = run["summary"]["latency_image"]
