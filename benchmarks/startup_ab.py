@@ -8,7 +8,7 @@ one run on the same model files.
 Variants (each a page load in a fresh browser context, then a reload in the same context):
   image-first pages (first embedding: the latency image, then "a photo of a cat")
     ours            this checkout: createClip({encoders: ['image', 'text']})
-    ours_both       createClip() with both encoders loaded before ready (the default)
+    ours_both       createClip() without `encoders` (the default: since 2026-12-07 the same as ours)
     ours_no_server_snapshot  as ours, without the server's Python snapshot (cold: a normal boot; warm: the
                     snapshot this browser made after it)
     ours_plain_python  as ours, with the plain stdlib and wheels instead of the precompiled ones

@@ -237,13 +237,14 @@ def test_widget_on_another_origin(other, live_server, torch_clip):
     assert [m for m, *_ in site.log if m == "POST"] == []
 
 
-def test_large_zero_shot_on_two_threads_equals_one_thread(other):
+def test_large_zero_shot_on_two_threads_equals_one_thread(other, live_server):
     """The search worker's zero-shot helper thread (shared memory, Atomics.wait) runs in Firefox too,
     bit-identical to one thread (test_compact_index.py has the same check in Chromium). WebKitGTK
     here has no SharedArrayBuffer even in a cross-origin-isolated page: the sort runs on one thread,
     says why, and gives the same numbers."""
     from test_compact_index import ZERO_SHOT_TWO_THREADS_JS
 
+    other.open(live_server.url)  # our own origin again (the widget test leaves the browser on another site's page)
     got = other.evaluate(ZERO_SHOT_TWO_THREADS_JS, {"rows": 40000, "d": 512, "labels": 10, "seed": 15})
     if other.name == "webkit":
         assert got["threads"] == 1 and "no shared memory" in got["helper"], got

@@ -72,10 +72,12 @@ export async function persistStorage() {
 
 export const ENCODERS = ['image', 'text'];
 
-// encoders: which encoders to load and in what order. By default both, and createClip resolves
-// once both are ready. Given (['text'], or ['image', 'text']), it resolves as soon as the first
-// one is; the rest load in the background, and a call that needs one waits for it. An encoder
-// not listed loads when first used. The model download starts at once, beside Python's boot.
+// encoders: which encoders to load and in what order (default ['image', 'text']). createClip
+// resolves as soon as the first one is ready; the rest load in the background after it, and a
+// call that needs one waits for it. An encoder not listed loads when first used. The model download
+// starts at once, beside Python's boot. (Loading both before resolving, the old default, made the
+// first image of a full-size fp32 model 1.4x slower: both downloads and sessions at once on two
+// cores; docs/startup-ab.md.)
 // runtimeOptions: extra Runtime.launch options (benchmarks switch start-up techniques off with it).
 export async function createClip({ model = null, backend = 'wasm', threads = 0, base = BASE_URL, onProgress = null, encoders = null, runtimeOptions = {} } = {}) {
   const order = encoders ?? ENCODERS;
@@ -88,8 +90,8 @@ export async function createClip({ model = null, backend = 'wasm', threads = 0, 
   try {
     const [manifest, runtime] = await Promise.all([manifestPromise, entry.promise]);
     const t0 = performance.now();
-    // Listed encoders: the first alone (all of the bandwidth and cores), then the rest.
-    const now = encoders ? order.slice(0, 1) : order;
+    // The first encoder alone (all of the bandwidth and cores), then the rest.
+    const now = order.slice(0, 1);
     const ready = Promise.all(now.map((part) => runtime.loadPart(manifest, part, backend)));
     const later = ready.then(() => Promise.all(order.slice(now.length).map((part) => runtime.loadPart(manifest, part, backend))));
     later.catch(() => {}); // a background load's failure is reported to the call that needs it
