@@ -454,12 +454,11 @@ def why_paragraphs(results: dict) -> list[str]:
                f"anything: Pyodide boot {_ms(o.get('Pyodide boot'))}, numpy + Pillow + pyapp wheels "
                f"{_ms(o.get('numpy, Pillow, pyapp wheels'))}, import + vocab {_ms(o.get('import pyapp + vocab'))} ms. "
                f"transformers.js has no interpreter to start: its tokenizer and processor are ready after "
-               f"{_ms(t.get('tokenizer + processor'))} ms. `createClip()` starts the model download and the "
-               f"sessions at once, beside Pyodide's boot, and by default resolves once both encoders are ready "
-               f"(as the transformers.js harness waits for both models): model download "
+               f"{_ms(t.get('tokenizer + processor'))} ms. `createClip()` starts the model download at once, "
+               f"beside Pyodide's boot, and resolves once the image encoder is ready, the text encoder following "
+               f"(the transformers.js harness waits for both of its models): model download "
                f"{_ms(o.get('model download / cache read'))} ms and sessions "
-               f"{_ms(o.get('sessions (incl. wasm compile)'))} ms, on the same 2 cores as the boot. Pages that "
-               f"name their first encoder (`encoders: ['image', 'text']`) get it sooner: docs/startup-ab.md.")
+               f"{_ms(o.get('sessions (incl. wasm compile)'))} ms, on the same 2 cores as the boot.")
         if ov and seq:
             txt += (f" Booting through `Runtime.start({{model}})` (the start page's order, row \"{LABEL['ours_overlapped']}\") "
                     f"gives {_ms(ov)} ms instead of {_ms(seq)} ms cold ({ov / seq:.2f}x)")
@@ -583,8 +582,9 @@ Ratios (ours ÷ other) come from the same run. Absolute times belong to this mac
 Figures:
 
 - **Time to first image embedding** (cold, warm): ms from navigation start (`performance.now()` in the page)
-  until the first image embedding is returned, with both encoders, the tokenizer and the preprocessing loaded
-  first (then a first text embedding). Cold: a fresh browser context (empty HTTP cache and Cache Storage).
+  until the first image embedding is returned, with the tokenizer, the preprocessing and the encoders each
+  library loads before it answers (transformers.js's harness: both models; clip-web's `createClip()`: the
+  image encoder, then the text encoder after it), then a first text embedding. Cold: a fresh browser context (empty HTTP cache and Cache Storage).
   Warm: the same page loaded again in that context (HTTP cache, our model cache in Cache Storage,
   transformers.js's `transformers-cache`). Native: from just before the process is spawned. The image is
   `{LATENCY_IMAGE}`. The breakdown plots the median sample. {cfg['startup_rounds']} round(s) for
