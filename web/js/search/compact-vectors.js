@@ -513,34 +513,14 @@ export class CompactVectors {
 
   // The softmax over labels computed online for rows start..end-1, a group of labels per pass
   // over them. lane: which scratch of the shared memory this thread uses (0 here, 1 the helper).
-  zeroShotRows({ logitScale, groups, top, sum, label }, start, end, lane = 0) {
+  zeroShotRows(state, start, end, lane = 0) {
     const scratch = this.lanes[lane];
-    for (const { first, codes, factors: queryFactors } of groups) {
+    for (const { first, codes, factors } of state.groups) {
       const group = codes.map((c) => ({ codes: c }));
-      const m = group.length;
       for (let at = start; at < end; at += BLOCK) {
         const rows = Math.min(BLOCK, end - at);
         const dots = this.groupDots(group, at, rows, scratch); // (rows, m) int32
-        for (let r = 0; r < rows; r++) {
-          const k = at + r;
-          if (!this.present[k]) continue;
-          const f = this.factors[k];
-          let best = top[k];
-          let total = sum[k];
-          let which = label[k];
-          for (let j = 0; j < m; j++) {
-            // The score as scores() gives it (float32), then the logit.
-            const x = logitScale * Math.fround(dots[r * m + j] * f * queryFactors[j]);
-            if (x > best) {
-              total = total * Math.exp(best - x) + 1;
-              best = x;
-              which = first + j;
-            } else total += Math.exp(x - best);
-          }
-          top[k] = best;
-          sum[k] = total;
-          label[k] = which;
-        }
+        softmaxBlock(state, dots, at, rows, first, factors, this.factors, this.present);
       }
     }
   }
@@ -581,6 +561,34 @@ export class CompactVectors {
       orderProb[at] = prob[id];
     }
     return { label, prob, order, orderProb, refined };
+  }
+}
+
+// One block of a zero-shot pass: rows at..at+rows-1 against a group of labels (dots: (rows, m)
+// int32, m = queryFactors.length), folded into the state's online softmax. A function of its own,
+// called once per block, so that the engine optimises it after a few blocks rather than
+// mid-loop: a new thread's first sorts took up to twice as long as its later ones.
+function softmaxBlock({ logitScale, top, sum, label }, dots, at, rows, first, queryFactors, factors, present) {
+  const m = queryFactors.length;
+  for (let r = 0; r < rows; r++) {
+    const k = at + r;
+    if (!present[k]) continue;
+    const f = factors[k];
+    let best = top[k];
+    let total = sum[k];
+    let which = label[k];
+    for (let j = 0; j < m; j++) {
+      // The score as scores() gives it (float32), then the logit.
+      const x = logitScale * Math.fround(dots[r * m + j] * f * queryFactors[j]);
+      if (x > best) {
+        total = total * Math.exp(best - x) + 1;
+        best = x;
+        which = first + j;
+      } else total += Math.exp(x - best);
+    }
+    top[k] = best;
+    sum[k] = total;
+    label[k] = which;
   }
 }
 
