@@ -22,6 +22,8 @@ const exactReady = ExactRows.open(); // null where the browser has no file for i
 const { helper, why: noHelper } = ZeroShotHelper.create();
 const newVectors = (n, d) => new CompactVectors(n, d, { shared: helper !== null });
 let useHelper = true;
+// Threads the next large zero-shot sort runs on.
+const zeroShotThreads = () => (useHelper && helper?.available && vectors?.shared ? 2 : 1);
 // Rows per write when an import's embeddings go to the exact file.
 const WRITE_ROWS = 4096;
 // Records per IndexedDB write when an import goes to the page's embedding cache.
@@ -107,7 +109,7 @@ serve({
   // the helper with), 2 uses the helper where there is one. -> the threads a sort will use.
   zeroShotThreads({ threads }) {
     useHelper = threads > 1;
-    return useHelper && helper?.available && vectors?.shared ? 2 : 1;
+    return zeroShotThreads();
   },
 
   // A row's raw embedding from the exact file (Float32Array) and its dequantised unit vector
@@ -123,7 +125,7 @@ serve({
       count: vectors?.count ?? 0, bytes: vectors?.bytes ?? 0, simd: vectors?.simd ?? null, d: vectors?.d ?? null, capacity,
       exact: Boolean(await exactReady),
       // Threads a large zero-shot sort runs on, and why the second one was dropped, if it was.
-      zeroShotThreads: useHelper && helper?.available && vectors?.shared ? 2 : 1, zeroShotHelper: helper?.state ?? noHelper,
+      zeroShotThreads: zeroShotThreads(), zeroShotHelper: helper?.state ?? noHelper,
     };
   },
 
