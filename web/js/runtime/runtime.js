@@ -166,10 +166,11 @@ export class Runtime extends EventTarget {
 
   // How the Python worker makes this model's ids: OpenAI's BPE (tokenizer null), or the family's
   // own file and rules (pyapp/pipeline.py TextRules), loaded there once per model.
-  // Without a manifest (scripts asking for OpenAI's tokens), OpenAI's BPE at 77.
+  // Without a manifest (scripts asking for OpenAI's tokens), OpenAI's BPE at the Python worker's
+  // default length (77).
   textParams(manifest) {
     const spec = manifest?.tokenizer;
-    const contextLength = manifest?.context_length ?? 77;
+    const contextLength = manifest?.context_length;
     const tokenizer = spec?.kind === 'sentencepiece'
       ? { key: manifest.id, url: spec.url, sha256: spec.sha256, bytes: spec.bytes, rules: JSON.stringify({ context_length: contextLength, tokenizer: spec }) }
       : null;

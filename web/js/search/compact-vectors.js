@@ -505,7 +505,7 @@ export class CompactVectors {
     const groups = [];
     for (let first = 0; first < labels.length; first += GROUP) {
       const group = labels.slice(first, first + GROUP).map((l) => quantiseQuery(l, this.stride));
-      groups.push({ first, codes: group.map((q) => q.codes), factors: Float64Array.from(group, (q) => q.factor) });
+      groups.push({ first, queries: group, factors: Float64Array.from(group, (q) => q.factor) });
     }
     const top = newArray(Float64Array, n, shared).fill(-Infinity);
     return { kind, logitScale, bias, groups, top, sum: newArray(Float64Array, n, shared), label: newArray(Uint16Array, n, shared) };
@@ -515,11 +515,10 @@ export class CompactVectors {
   // over them. lane: which scratch of the shared memory this thread uses (0 here, 1 the helper).
   zeroShotRows(state, start, end, lane = 0) {
     const scratch = this.lanes[lane];
-    for (const { first, codes, factors } of state.groups) {
-      const group = codes.map((c) => ({ codes: c }));
+    for (const { first, queries, factors } of state.groups) {
       for (let at = start; at < end; at += BLOCK) {
         const rows = Math.min(BLOCK, end - at);
-        const dots = this.groupDots(group, at, rows, scratch); // (rows, m) int32
+        const dots = this.groupDots(queries, at, rows, scratch); // (rows, m) int32
         softmaxBlock(state, dots, at, rows, first, factors, this.factors, this.present);
       }
     }
