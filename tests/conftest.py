@@ -54,6 +54,7 @@ def pytest_runtest_makereport(item, call):
         server = item.funcargs.get("live_server")
         if server is not None:
             report.sections.append(("clip-web server stderr", server.stderr_text()[-8000:]))
+            report.sections.append(("clip-web server: the last requests answered", server.recent_requests()))
 
 
 @pytest.fixture(scope="session")

@@ -113,6 +113,14 @@ class LiveServer:
             return []
         return [json.loads(line) for line in self.request_log.read_text().splitlines() if line.strip()]
 
+    def recent_requests(self, n: int = 60) -> str:
+        """The last `n` requests, one line each, for a failure report (which files a stuck page got)."""
+        lines = []
+        for r in self.requests()[-n:]:
+            query = f"?{r['query']}" if r.get("query") else ""
+            lines.append(f"{r.get('time', 0):.3f} {r['method']} {r['path']}{query} -> {r.get('status')}")
+        return "\n".join(lines) or "(none)"
+
     def stop(self):
         stop_process(self.process)
         self.stderr.close()

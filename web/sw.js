@@ -67,7 +67,12 @@ self.addEventListener('activate', (event) => {
 });
 
 self.addEventListener('message', (event) => {
-  if (event.data?.type !== MESSAGE_TYPE || event.data.event !== 'status') return;
+  if (event.data?.type !== MESSAGE_TYPE) return;
+  // Asked again by a page that sees this version still waiting (ui/offline.js): Chromium gives up
+  // a skipWaiting whose activation found the old worker busy, and leaves this one parked until the
+  // old one stops (up to 5 minutes). Each call tries the activation again.
+  if (event.data.event === 'skipWaiting') return void self.skipWaiting();
+  if (event.data.event !== 'status') return;
   event.waitUntil(
     (async () => {
       // caches.open would create the cache: an old worker still answering after the new one deleted

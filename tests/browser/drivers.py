@@ -10,6 +10,7 @@ Both give the one interface the cross-browser tests use:
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import re
@@ -34,6 +35,15 @@ MINIBROWSER_CANDIDATES = [
 XVFB = "/usr/bin/Xvfb"
 BOOT_TIMEOUT_S = 180.0
 CALL_TIMEOUT_S = 600.0
+DIAGNOSE_TIMEOUT_S = 20.0
+
+# Every runtime the page has started, asked where it is (runtime.js Runtime.diagnoseAll): the
+# calls each worker has not answered, the downloads, the timings. For a page that never got ready.
+DIAGNOSE = """async () => {
+  const { Runtime } = await import('/js/runtime/runtime.js');
+  return { state: document.body?.dataset.state ?? null, message: document.querySelector('#message')?.textContent ?? null,
+           runtimes: await Runtime.diagnoseAll() };
+}"""
 
 # Prefs for a quiet, local-only Firefox: no first-run pages, updates or telemetry reaching out.
 FIREFOX_PREFS = {
@@ -78,7 +88,7 @@ def _wrapped(fn: str) -> str:
 class PageDriver:
     name = "browser"
 
-    def evaluate(self, fn: str, arg=None):
+    def evaluate(self, fn: str, arg=None, timeout: float = CALL_TIMEOUT_S):
         raise NotImplementedError
 
     def goto(self, url: str) -> None:
@@ -94,7 +104,23 @@ class PageDriver:
             time.sleep(0.25)
         if actual != state:
             message = self.evaluate("async () => document.querySelector('#message')?.textContent ?? null")
-            raise AssertionError(f"{self.name}: page state {actual!r}, expected {state!r}: {message}")
+            raise AssertionError(f"{self.name}: page state {actual!r}, expected {state!r}: {message}\n{self.diagnose()}")
+
+    def diagnose(self) -> str:
+        """What the page's runtimes are waiting for, what the browser logged, its stderr: for a report."""
+        try:
+            where = json.dumps(self.evaluate(DIAGNOSE, timeout=DIAGNOSE_TIMEOUT_S), indent=1)[:12000]
+        except Exception as err:  # noqa: BLE001 - a report of a page that may be wedged
+            where = f"(the page did not say: {err})"
+        return (f"--- {self.name}: the page's runtimes ---\n{where}\n"
+                f"--- {self.name}: console (last entries) ---\n{self.console_text()}\n"
+                f"--- {self.name}: browser stderr ---\n{self.log()}")
+
+    def console_text(self) -> str:
+        return "(this driver does not collect the console)"
+
+    def log(self) -> str:
+        return ""
 
     def open(self, url: str, state: str = "ready") -> None:
         self.goto(url)
@@ -120,7 +146,9 @@ class FirefoxBiDi(PageDriver):
         self._connection = connect(url + "/session", max_size=None, open_timeout=30)
         self.ws = self._connection.__enter__()
         self.next_id = 1
+        self.console = collections.deque(maxlen=80)
         self.command("session.new", {"capabilities": {}})
+        self.command("session.subscribe", {"events": ["log.entryAdded"]})
         tree = self.command("browsingContext.getTree", {})
         self.context = tree["contexts"][0]["context"]
 
@@ -150,22 +178,31 @@ class FirefoxBiDi(PageDriver):
                 raise TimeoutError(f"firefox: {method} took over {timeout} s")
             msg = json.loads(self.ws.recv(timeout=left))
             if msg.get("id") != msg_id:
-                continue  # an event
+                if msg.get("method") == "log.entryAdded":
+                    self.console.append(msg["params"])
+                continue
             if msg.get("type") == "error" or "error" in msg and msg.get("type") != "success":
                 raise RuntimeError(f"firefox: {method}: {msg.get('error')}: {msg.get('message')}")
             return msg["result"]
 
+    def console_text(self) -> str:
+        try:
+            self.command("browsingContext.getTree", {}, timeout=DIAGNOSE_TIMEOUT_S)  # takes in the events sent so far
+        except Exception:  # noqa: BLE001 - reporting what there is
+            pass
+        return "\n".join(f"{e.get('level')}: {str(e.get('text'))[:500]}" for e in self.console) or "(nothing logged)"
+
     def goto(self, url: str) -> None:
         self.command("browsingContext.navigate", {"context": self.context, "url": url, "wait": "complete"})
 
-    def evaluate(self, fn: str, arg=None):
+    def evaluate(self, fn: str, arg=None, timeout: float = CALL_TIMEOUT_S):
         result = self.command("script.callFunction", {
             "functionDeclaration": _wrapped(fn),
             "arguments": [{"type": "string", "value": json.dumps(arg)}],
             "target": {"context": self.context},
             "awaitPromise": True,
             "resultOwnership": "none",
-        })
+        }, timeout=timeout)
         if result.get("type") == "exception":
             details = result["exceptionDetails"]
             raise RuntimeError(f"firefox: {details.get('text')}")
@@ -242,12 +279,13 @@ class WebKitGTK(PageDriver):
     def goto(self, url: str) -> None:
         self._post(f"/session/{self.session}/url", {"url": url})
 
-    def evaluate(self, fn: str, arg=None):
+    def evaluate(self, fn: str, arg=None, timeout: float = CALL_TIMEOUT_S):
         script = (
             "const done = arguments[arguments.length - 1];"
             f"({_wrapped(fn)})(arguments[0]).then((v) => done({{ok: v}}), (e) => done({{error: String(e && e.message || e)}}));"
         )
-        out = self._post(f"/session/{self.session}/execute/async", {"script": script, "args": [json.dumps(arg)]})
+        out = self._request("POST", f"/session/{self.session}/execute/async", {"script": script, "args": [json.dumps(arg)]},
+                            timeout=timeout + 30)
         if "error" in out:
             raise RuntimeError(f"webkit: {out['error']}")
         return json.loads(out["ok"])

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import pyapp
-from drivers import DRIVERS
+from drivers import BOOT_TIMEOUT_S, DIAGNOSE_TIMEOUT_S, DRIVERS
 from test_demo_pages import GOLDEN_TOKENS, IMAGES, TEXTS, assert_matches_torch
 from test_widget import HostSite, host_page
 
@@ -41,10 +41,8 @@ CLIENT = """async () => {
 # Firefox in a full run, 2026-12-07: createClip pending for 600 s after the page's own snapshot was
 # stored; not reproduced in 9 runs of the module alone).
 STUCK_CLIENT = """async () => {
-  const late = (ms) => new Promise((r) => setTimeout(() => r('(no answer in 5 s)'), ms));
-  const info = await Promise.race([runtime.info().then((i) => JSON.stringify(i).slice(0, 4000), (e) => String(e)), late(5000)]);
-  return { state: document.body.dataset.state, message: document.querySelector('#message')?.textContent ?? null,
-           clientProgress: window.testClipProgress ?? null, pageRuntime: info };
+  const { Runtime } = await import('/js/runtime/runtime.js');
+  return { clientProgress: window.testClipProgress ?? null, runtimes: await Runtime.diagnoseAll() };
 }"""
 
 
@@ -69,9 +67,10 @@ def other(request, live_server):
         made = driver.evaluate(OWN_SNAPSHOT)
         assert made and made["ok"] is True and made["stored"] is True, made
         try:
-            driver.evaluate(CLIENT)
+            driver.evaluate(CLIENT, timeout=BOOT_TIMEOUT_S)
         except TimeoutError as err:
-            raise AssertionError(f"{request.param}: createClip did not settle; {driver.evaluate(STUCK_CLIENT)}") from err
+            stuck = driver.evaluate(STUCK_CLIENT, timeout=DIAGNOSE_TIMEOUT_S)
+            raise AssertionError(f"{request.param}: createClip did not settle; {stuck}\n{driver.diagnose()}") from err
         yield driver
     finally:
         driver.close()

@@ -13,6 +13,9 @@ const sessions = new Map(); // key -> { session, spec }
 // key -> { promise, resolve, reject } for a session that is loading, or that a run is waiting
 // for: the Python worker may ask for a run before the page's loadModel for it arrives.
 const loads = new Map();
+// What this worker is doing, for a stuck page's report (the `stage` call): init, and each load.
+let initStage = 'not asked';
+const loadStages = new Map(); // key -> 'downloading' | 'creating the session' | 'keeping the file'
 
 function loadOf(key) {
   let load = loads.get(key);
@@ -37,7 +40,9 @@ const handlers = {
   async init({ runtime, base, backend, threads, sessionOptions, downloadStore }) {
     const t0 = performance.now();
     setPartialStore(downloadStore);
+    initStage = 'importing onnxruntime-web';
     const info = await initOrt({ ortBaseUrl: new URL(runtime.ort_base_url, base).href, backend, threads, sessionOptions });
+    initStage = 'ready';
     return { ...info, timings: { ort_import_ms: performance.now() - t0 } };
   },
 
@@ -72,6 +77,10 @@ const handlers = {
   async connectPython({ port }) {
     serve({ run: handlers.run }, port);
     return true;
+  },
+
+  async stage() {
+    return { init: initStage, loads: Object.fromEntries(loadStages), sessions: [...sessions.keys()] };
   },
 
   async info() {
@@ -111,9 +120,19 @@ serve(handlers);
 // I/O names against the manifest.
 async function loadSession({ key, spec, backend }) {
   const t0 = performance.now();
+  loadStages.set(key, 'downloading');
+  try {
+    return await loadSessionStaged({ key, spec, backend, t0 });
+  } finally {
+    loadStages.delete(key);
+  }
+}
+
+async function loadSessionStaged({ key, spec, backend, t0 }) {
   const { buffer: bytes, cached, hashed, remember, discard } = await loadModelBytes(spec.url, spec, (p) => emit('progress', { ...p, source: 'model' }));
   const t1 = performance.now();
   let session, used, notices;
+  loadStages.set(key, 'creating the session');
   try {
     ({ session, backend: used, notices } = await createSession(bytes, { backend, label: spec.url.split('/').pop() }));
     if (!session.inputNames.includes(spec.input) || !session.outputNames.includes(spec.output)) {
@@ -128,6 +147,7 @@ async function loadSession({ key, spec, backend }) {
     await discard().catch(() => {}); // a file that is no working model is not kept, not even in part
     throw err;
   }
+  loadStages.set(key, 'keeping the file');
   await remember();
   const old = sessions.get(key);
   sessions.set(key, { session, spec });

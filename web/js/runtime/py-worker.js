@@ -125,7 +125,7 @@ async function decodeJpegInBrowser(bytes, plan) {
 const PYAPP_PACKAGES = ['pyapp', 'numpy', 'pillow', 'ftfy', 'wcwidth'];
 
 // Where start-up stands, for info(): how Python started and what became of the snapshot.
-const state = { snapshot: { restored: false, source: null, made: null, error: null }, imagesReady: false };
+const state = { stage: 'not asked', snapshot: { restored: false, source: null, made: null, error: null }, imagesReady: false };
 let imagesEarly = true; // false: images wait for numpy's and Pillow's files, and the JPEG self-check for the first image (the A/B's old way)
 
 async function importPyodide(url, runtime) {
@@ -447,8 +447,10 @@ serve({
     // The server's is downloaded only when this browser has none of its own (found in a few ms).
     const download = keyed.then((k) => (k && !k.snapshot && servedUrl ? fetchServedSnapshot(servedUrl) : null));
     download.catch(() => {});
+    state.stage = 'importing Pyodide';
     const loadPyodide = await importPyodide(url, runtime);
     let found = null;
+    state.stage = 'looking for a snapshot';
     try {
       found = await keyed;
     } catch (err) {
@@ -461,6 +463,7 @@ serve({
     if (found && servedUrl) attempts.push(['server', async () => (await download) ?? fetchServedSnapshot(servedUrl)]);
     for (const [source, bytesOf] of attempts) {
       try {
+        state.stage = `restoring the ${source}'s snapshot`;
         const snapshot = bytesOf();
         await restoreSnapshot(loadPyodide, { indexURL, lockFileURL, stdLibURL, snapshot, lock: found.lock, timings });
         const bytes = await snapshot;
@@ -484,6 +487,7 @@ serve({
         return new Uint8Array(await r.arrayBuffer());
       });
       vocab.catch(() => {}); // reported when awaited
+      state.stage = 'booting normally';
       try {
         await bootNormally(loadPyodide, { indexURL, lockFileURL, stdLibURL, vocab, atBoot: options.packagesAtBoot !== false, timings });
       } catch (err) {
@@ -494,6 +498,7 @@ serve({
       if (found && canStore) scheduleSnapshot({ indexURL, lockFileURL, stdLibURL, vocabUrl, key: found.key, lock: found.lock, fallbackMs: options.snapshotFallbackMs ?? 20000 });
     }
     timings.ready_ms = performance.now() - t0;
+    state.stage = 'ready';
     if (imagesEarly) checkBrowserJpeg(); // now, while the page loads its model, rather than on the first image
     if (!state.imagesReady) {
       if (imagesEarly) scheduleImageFiles(IMAGE_FILES_DELAY_MS);
@@ -519,6 +524,12 @@ serve({
   // which decoder colour JPEGs get (the self-check runs now if no image has run it yet).
   async status() {
     return { ...state, jpegDecoder: await checkBrowserJpeg() };
+  },
+
+  // Where init is (and the snapshot's state), answered even before Python is up: for a stuck
+  // page's report.
+  async stage() {
+    return state;
   },
 
   // -> pixel_values (1, 3, size, size) for the page (the old path; the image page's preview).

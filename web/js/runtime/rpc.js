@@ -39,9 +39,15 @@ export class WorkerClient {
   call(method, params = {}, transfer = []) {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve, reject, method, since: performance.now() });
       this.worker.postMessage({ id, method, params }, transfer);
     });
+  }
+
+  // The calls not answered yet, oldest first -> [{ method, ms }]: for the report of a stuck page.
+  pendingCalls() {
+    const now = performance.now();
+    return [...this.pending.values()].map(({ method, since }) => ({ method, ms: Math.round(now - since) }));
   }
 
   failAll(error) {

@@ -28,6 +28,9 @@ export async function fetchJson(path, base = BASE_URL) {
   return response.json();
 }
 
+// Every runtime started on this page and not disposed: Runtime.diagnoseAll() asks them.
+const live = new Set();
+
 export class Runtime extends EventTarget {
   constructor({ base, runtimeConfig, backend, threads, direct = true }) {
     super();
@@ -40,6 +43,7 @@ export class Runtime extends EventTarget {
     this.models = new Map(); // manifest id -> { manifest, image, text }
     this.parts = new Map(); // `${manifest id}:${part}` -> Promise of that encoder's load info
     this.loadedParts = new Map(); // the same keys, once loaded -> load info
+    live.add(this);
     const onEvent = (name, detail) => this.onWorkerEvent(name, detail);
     this.py = new WorkerClient(spawnWorker(new URL('js/runtime/py-worker.js', base), 'clip-web-python'), onEvent);
     this.ort = new WorkerClient(spawnWorker(new URL('js/runtime/ort-worker.js', base), 'clip-web-onnxruntime'), onEvent);
@@ -265,7 +269,26 @@ export class Runtime extends EventTarget {
     };
   }
 
+  // Where this runtime stands, for the report of a page that never got ready: the calls each
+  // worker has not answered, and what each worker says of itself, or that it did not answer in
+  // `waitMs` (its thread is busy or wedged).
+  async diagnose(waitMs = 3000) {
+    const pending = { python: this.py.pendingCalls(), onnx: this.ort.pendingCalls() };
+    const ask = (client, method) => Promise.race([
+      client.call(method).catch((err) => `(failed: ${err.message})`),
+      new Promise((resolve) => setTimeout(() => resolve(`(no answer in ${waitMs} ms)`), waitMs)),
+    ]);
+    const [python, onnx] = await Promise.all([ask(this.py, 'stage'), ask(this.ort, 'stage')]);
+    const downloads = [...this.downloads.values()].map(({ file, loaded, total, done }) => ({ file, loaded, total, done }));
+    return { ageMs: Math.round(performance.now() - this.t0), pending, python, onnx, downloads, timings: this.timings };
+  }
+
+  static diagnoseAll(waitMs) {
+    return Promise.all([...live].map((runtime) => runtime.diagnose(waitMs)));
+  }
+
   dispose() {
+    live.delete(this);
     this.py.terminate();
     this.ort.terminate();
   }
