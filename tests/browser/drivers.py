@@ -21,6 +21,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 from helpers import stop_process
@@ -68,6 +69,14 @@ class BrowserMissing(RuntimeError):
     pass
 
 
+class PageStuck(AssertionError):
+    """The page never left 'loading': it is waiting on something, not reporting an error."""
+
+
+class BootRetried(UserWarning):
+    """A browser's first boot got stuck and a fresh browser booted instead (see boot())."""
+
+
 def _require(path: str, install: str) -> None:
     if not Path(path).exists():
         raise BrowserMissing(f"{path} is missing: install it with '{install}' (Debian); .ci/run does")
@@ -104,7 +113,8 @@ class PageDriver:
             time.sleep(0.25)
         if actual != state:
             message = self.evaluate("async () => document.querySelector('#message')?.textContent ?? null")
-            raise AssertionError(f"{self.name}: page state {actual!r}, expected {state!r}: {message}\n{self.diagnose()}")
+            error = PageStuck if actual in (None, "loading") else AssertionError
+            raise error(f"{self.name}: page state {actual!r}, expected {state!r}: {message}\n{self.diagnose()}")
 
     def diagnose(self) -> str:
         """What the page's runtimes are waiting for, what the browser logged, its stderr: for a report."""
@@ -309,3 +319,35 @@ def _free_display() -> int:
 
 
 DRIVERS = {"firefox": FirefoxBiDi, "webkit": WebKitGTK}
+
+# A first boot that is stuck gets this long before a fresh browser tries (a boot takes 2-5 s).
+FIRST_BOOT_TIMEOUT_S = 90.0
+
+
+def boot(name: str, url: str, state: str = "ready") -> PageDriver:
+    """A fresh browser `name` with `url` open and in `state`.
+
+    Firefox's boot got stuck about once in 40-70 boots here (2026-12-07: the onnxruntime worker's
+    thread stopped answering while its first model loaded, with every file fetched; cause not yet
+    known, issue #13). Such a boot is reported as a BootRetried warning carrying the page's own
+    diagnosis, and one fresh browser tries again; a second stuck boot, or any error, fails.
+    """
+    driver = DRIVERS[name]()
+    try:
+        driver.goto(url)
+        driver.wait_state(state, FIRST_BOOT_TIMEOUT_S)
+        return driver
+    except PageStuck as err:
+        report = str(err)
+        driver.close()
+    except BaseException:
+        driver.close()
+        raise
+    warnings.warn(BootRetried(f"{name}: the first boot of {url} got stuck; a fresh browser tries again.\n{report}"))
+    driver = DRIVERS[name]()
+    try:
+        driver.open(url, state)
+    except BaseException:
+        driver.close()
+        raise
+    return driver

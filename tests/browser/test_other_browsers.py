@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import pyapp
-from drivers import BOOT_TIMEOUT_S, DIAGNOSE_TIMEOUT_S, DRIVERS
+from drivers import BOOT_TIMEOUT_S, DIAGNOSE_TIMEOUT_S, DRIVERS, boot
 from test_demo_pages import GOLDEN_TOKENS, IMAGES, TEXTS, assert_matches_torch
 from test_widget import HostSite, host_page
 
@@ -61,9 +61,8 @@ OWN_SNAPSHOT = """async () => {
 
 @pytest.fixture(scope="module", params=sorted(DRIVERS))
 def other(request, live_server):
-    driver = DRIVERS[request.param]()
+    driver = boot(request.param, live_server.url + f"?model={MANIFEST_ID}")
     try:
-        driver.open(live_server.url + f"?model={MANIFEST_ID}")
         made = driver.evaluate(OWN_SNAPSHOT)
         assert made and made["ok"] is True and made["stored"] is True, made
         try:

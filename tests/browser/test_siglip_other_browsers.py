@@ -13,15 +13,14 @@ import base64
 import numpy as np
 import pytest
 
-from drivers import DRIVERS
+from drivers import DRIVERS, boot
 from test_siglip_family import FILES, TEXTS, _corpus, cosines
 
 
 @pytest.fixture(scope="module", params=sorted(DRIVERS))
 def other(request, siglip_server):
-    driver = DRIVERS[request.param]()
+    driver = boot(request.param, siglip_server.url + "text.html?model=tiny-siglip")
     try:
-        driver.open(siglip_server.url + "text.html?model=tiny-siglip")
         yield driver
     finally:
         driver.close()

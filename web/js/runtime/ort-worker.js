@@ -17,6 +17,14 @@ const loads = new Map();
 let initStage = 'not asked';
 const loadStages = new Map(); // key -> 'downloading' | 'creating the session' | 'keeping the file'
 
+// Also told to the page as it happens: a worker whose thread is wedged cannot answer `stage`, but
+// the page still knows the last stage it reported.
+function setStage(key, stage) {
+  if (stage) loadStages.set(key, stage);
+  else loadStages.delete(key);
+  emit('stage', { key, stage: stage ?? 'done' });
+}
+
 function loadOf(key) {
   let load = loads.get(key);
   if (!load) {
@@ -120,11 +128,11 @@ serve(handlers);
 // I/O names against the manifest.
 async function loadSession({ key, spec, backend }) {
   const t0 = performance.now();
-  loadStages.set(key, 'downloading');
+  setStage(key, 'downloading');
   try {
     return await loadSessionStaged({ key, spec, backend, t0 });
   } finally {
-    loadStages.delete(key);
+    setStage(key, null);
   }
 }
 
@@ -132,7 +140,7 @@ async function loadSessionStaged({ key, spec, backend, t0 }) {
   const { buffer: bytes, cached, hashed, remember, discard } = await loadModelBytes(spec.url, spec, (p) => emit('progress', { ...p, source: 'model' }));
   const t1 = performance.now();
   let session, used, notices;
-  loadStages.set(key, 'creating the session');
+  setStage(key, 'creating the session');
   try {
     ({ session, backend: used, notices } = await createSession(bytes, { backend, label: spec.url.split('/').pop() }));
     if (!session.inputNames.includes(spec.input) || !session.outputNames.includes(spec.output)) {
@@ -147,7 +155,7 @@ async function loadSessionStaged({ key, spec, backend, t0 }) {
     await discard().catch(() => {}); // a file that is no working model is not kept, not even in part
     throw err;
   }
-  loadStages.set(key, 'keeping the file');
+  setStage(key, 'keeping the file');
   await remember();
   const old = sessions.get(key);
   sessions.set(key, { session, spec });

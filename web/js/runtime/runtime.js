@@ -39,6 +39,7 @@ export class Runtime extends EventTarget {
     this.backend = backend;
     this.threads = threads;
     this.downloads = new Map(); // file -> { loaded, total, done, source }
+    this.stages = new Map(); // model key -> the last stage of its load the onnxruntime worker reported
     this.timings = {};
     this.models = new Map(); // manifest id -> { manifest, image, text }
     this.parts = new Map(); // `${manifest id}:${part}` -> Promise of that encoder's load info
@@ -110,6 +111,7 @@ export class Runtime extends EventTarget {
   }
 
   onWorkerEvent(name, detail) {
+    if (name === 'stage') this.stages.set(detail.key, { stage: detail.stage, atMs: Math.round(performance.now() - this.t0) });
     if (name !== 'progress') return;
     this.downloads.set(detail.file, detail);
     this.dispatchEvent(new CustomEvent('progress', { detail: { ...detail, all: [...this.downloads.values()] } }));
@@ -280,7 +282,8 @@ export class Runtime extends EventTarget {
     ]);
     const [python, onnx] = await Promise.all([ask(this.py, 'stage'), ask(this.ort, 'stage')]);
     const downloads = [...this.downloads.values()].map(({ file, loaded, total, done }) => ({ file, loaded, total, done }));
-    return { ageMs: Math.round(performance.now() - this.t0), pending, python, onnx, downloads, timings: this.timings };
+    const reported = Object.fromEntries(this.stages);
+    return { ageMs: Math.round(performance.now() - this.t0), pending, python, onnx, reported, downloads, timings: this.timings };
   }
 
   static diagnoseAll(waitMs) {
