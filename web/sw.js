@@ -70,7 +70,7 @@ self.addEventListener('message', (event) => {
   if (event.data?.type !== MESSAGE_TYPE) return;
   // Asked again by a page that sees this version still waiting (ui/offline.js): Chromium gives up
   // a skipWaiting whose activation found the old worker busy, and leaves this one parked until the
-  // old one stops (up to 5 minutes). Each call tries the activation again.
+  // old one stops (5 minutes later in our runs). Each call tries the activation again.
   if (event.data.event === 'skipWaiting') return void self.skipWaiting();
   if (event.data.event !== 'status') return;
   event.waitUntil(

@@ -49,10 +49,11 @@ export function describeOffline(s) {
 
 // A new version that finished installing while the old worker was busy (this page's own requests
 // as it loads go through it) is left waiting by Chromium: its skipWaiting found the old worker at
-// work, and activation is retried only once that worker stops, up to 5 minutes later (never sooner
-// under DevTools). Measured: 2 of 7 updates on a loaded 2-core machine. So the page asks the waiting
-// worker to skip waiting again, every NUDGE_MS until it takes over or NUDGE_TRIES run out. The new
-// version may be found by register() or, later, by the browser's own check after a navigation.
+// work, and activation is retried only once that worker stops (5 minutes later in our runs under
+// Playwright: Chromium's time limit). Seen in 3 of 14 updates on a loaded 2-core machine. So the
+// page asks the waiting worker to skip waiting again, every NUDGE_MS until it takes over or
+// NUDGE_TRIES run out. The new version may be found by register() or, later, by the browser's own
+// check after a navigation (docs/offline.md).
 const NUDGE_MS = 1000;
 const NUDGE_TRIES = 120;
 
