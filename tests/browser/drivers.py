@@ -327,10 +327,11 @@ FIRST_BOOT_TIMEOUT_S = 90.0
 def boot(name: str, url: str, state: str = "ready") -> PageDriver:
     """A fresh browser `name` with `url` open and in `state`.
 
-    Firefox's boot got stuck about once in 40-70 boots here (2026-12-07: the onnxruntime worker's
-    thread stopped answering while its first model loaded, with every file fetched; cause not yet
-    known, issue #13). Such a boot is reported as a BootRetried warning carrying the page's own
-    diagnosis, and one fresh browser tries again; a second stuck boot, or any error, fails.
+    Firefox's boot got stuck about once in 25-50 boots here (2026-12-07): onnxruntime's `new
+    Worker()` for its thread pool never returned. The runtime now replaces such a worker itself
+    (test_onnx_watchdog.py), so this should not fire; it stays as a net for a stuck boot of another
+    kind, which it reports as a BootRetried warning carrying the page's own diagnosis before one
+    fresh browser tries again. A second stuck boot, or any error, fails.
     """
     driver = DRIVERS[name]()
     try:

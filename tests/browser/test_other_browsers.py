@@ -250,3 +250,24 @@ def test_large_zero_shot_on_two_threads_equals_one_thread(other, live_server):
     else:
         assert got["helper"] == "ready" and got["threads"] == 2, got
     assert got["same"] == {"label": True, "prob": True, "order": True, "orderProb": True}, got
+
+
+def test_a_wedged_onnxruntime_worker_is_replaced(other, live_server):
+    """Firefox is where onnxruntime's thread pool sometimes never starts (test_onnx_watchdog.py):
+    the same fault made on purpose there, once (replaced, the same embeddings) and twice (a clear
+    error). WebKitGTK here has no SharedArrayBuffer, which the fault needs (Atomics.wait on shared
+    memory), so there it cannot be made."""
+    from test_onnx_watchdog import START
+
+    other.open(live_server.url)
+    if other.name == "webkit":
+        assert other.evaluate("async () => [self.crossOriginIsolated, typeof SharedArrayBuffer]") == [True, "undefined"]
+        return
+    texts = ["a photo of a cat", "a diagram"]
+    unharmed = other.evaluate(START, {"stalls": 0, "texts": texts})
+    once = other.evaluate(START, {"stalls": 1, "texts": texts})
+    twice = other.evaluate(START, {"stalls": 2, "texts": texts})
+    assert unharmed["ok"] and unharmed["restarts"] == 0 and unharmed["threads"] == 2, unharmed
+    assert once["ok"] and once["restarts"] == 1, once
+    assert np.array_equal(np.float32(once["embeds"]), np.float32(unharmed["embeds"]))
+    assert twice["ok"] is False and twice["code"] == "onnx_wedged", twice

@@ -25,6 +25,24 @@ function setStage(key, stage) {
   emit('stage', { key, stage: stage ?? 'done' });
 }
 
+// Firefox sometimes never returns from the `new Worker()` onnxruntime makes for its thread pool
+// (6 of ~300 first sessions here, none in 130 without threads; ../shared/notes/browsers.md): this
+// thread then answers nothing, ever. The page is told when each such call starts and ends, and
+// replaces this worker when one has not ended in time (runtime.js). `faults.stallThreadStart`
+// (tests only) makes the call hang like that.
+let stallThreadStart = false;
+{
+  const NativeWorker = self.Worker;
+  self.Worker = class extends NativeWorker {
+    constructor(...args) {
+      emit('threadStart', { phase: 'begin' });
+      if (stallThreadStart) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+      super(...args);
+      emit('threadStart', { phase: 'end' });
+    }
+  };
+}
+
 function loadOf(key) {
   let load = loads.get(key);
   if (!load) {
@@ -45,9 +63,10 @@ async function sessionFor(key) {
 trackFetchProgress((p) => emit('progress', { ...p, source: 'onnxruntime' }));
 
 const handlers = {
-  async init({ runtime, base, backend, threads, sessionOptions, downloadStore }) {
+  async init({ runtime, base, backend, threads, sessionOptions, downloadStore, faults = {} }) {
     const t0 = performance.now();
     setPartialStore(downloadStore);
+    stallThreadStart = faults.stallThreadStart === true;
     initStage = 'importing onnxruntime-web';
     const info = await initOrt({ ortBaseUrl: new URL(runtime.ort_base_url, base).href, backend, threads, sessionOptions });
     initStage = 'ready';

@@ -586,7 +586,9 @@ serve({
   },
 
   // The page's end of this worker's channel to the onnxruntime worker.
+  // Again after the page replaced a wedged onnxruntime worker: calls to the old one never return.
   async connectOnnx({ port }) {
+    onnx?.failAll(new RpcError('the onnxruntime worker was restarted', 'onnx_restarted'));
     onnx = new WorkerClient(port);
     return true;
   },

@@ -37,6 +37,7 @@ export class WorkerClient {
   }
 
   call(method, params = {}, transfer = []) {
+    if (this.closedWith) return Promise.reject(this.closedWith);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, method, since: performance.now() });
@@ -55,8 +56,10 @@ export class WorkerClient {
     this.pending.clear();
   }
 
-  terminate() {
-    this.failAll(new RpcError('worker terminated', 'terminated'));
+  // error: what the calls in flight, and any later call, are rejected with.
+  terminate(error = new RpcError('worker terminated', 'terminated')) {
+    this.closedWith = error;
+    this.failAll(error);
     if (this.worker.terminate) this.worker.terminate();
     else this.worker.close(); // a MessagePort
   }

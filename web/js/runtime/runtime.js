@@ -31,6 +31,11 @@ export async function fetchJson(path, base = BASE_URL) {
 // Every runtime started on this page and not disposed: Runtime.diagnoseAll() asks them.
 const live = new Set();
 
+// onnxruntime's `new Worker()` for its thread pool takes ~2 ms; one that has not returned in this
+// long never will (Firefox, ort-worker.js), so the onnxruntime worker is replaced, once.
+const THREAD_START_LIMIT_MS = 5000;
+const ONNX_RESTARTS = 1;
+
 export class Runtime extends EventTarget {
   constructor({ base, runtimeConfig, backend, threads, direct = true }) {
     super();
@@ -46,17 +51,46 @@ export class Runtime extends EventTarget {
     this.loadedParts = new Map(); // the same keys, once loaded -> load info
     live.add(this);
     const onEvent = (name, detail) => this.onWorkerEvent(name, detail);
+    this.onEvent = onEvent;
     this.py = new WorkerClient(spawnWorker(new URL('js/runtime/py-worker.js', base), 'clip-web-python'), onEvent);
-    this.ort = new WorkerClient(spawnWorker(new URL('js/runtime/ort-worker.js', base), 'clip-web-onnxruntime'), onEvent);
     // `direct: false` sends every tensor through the page (the old path), for the benchmarks' A/B.
     this.direct = direct;
-    if (direct) {
+    this.onnxRestarts = 0;
+    this.ort = this.spawnOnnx();
+  }
+
+  // The onnxruntime worker, and (direct) its channel to the Python worker. Sent before init: each
+  // worker handles its messages in order, so the port is in place before anything can use it.
+  spawnOnnx() {
+    const ort = new WorkerClient(spawnWorker(new URL('js/runtime/ort-worker.js', this.base), 'clip-web-onnxruntime'), this.onEvent);
+    if (this.direct) {
       const { port1, port2 } = new MessageChannel();
-      // Sent before init: each worker handles its messages in order, so the port is in place
-      // before anything can use it.
       this.py.call('connectOnnx', { port: port1 }, [port1]).catch(() => {});
-      this.ort.call('connectPython', { port: port2 }, [port2]).catch(() => {});
+      ort.call('connectPython', { port: port2 }, [port2]).catch(() => {});
     }
+    return ort;
+  }
+
+  // What an onnxruntime worker's init gets. faults (tests only): { stallThreadStart: n } hangs the
+  // thread pool's start in the first n onnxruntime workers of this runtime.
+  onnxInitParams() {
+    return { ...this.ortInitParams, faults: { stallThreadStart: (this.faults?.stallThreadStart ?? 0) > this.onnxRestarts } };
+  }
+
+  // A wedged onnxruntime worker (see THREAD_START_LIMIT_MS) is replaced by a fresh one, once: its
+  // loads start again there (a download resumes from its partial file) and the calls that were
+  // waiting on it are retried. A second wedge fails them with an error that says so.
+  restartOnnx() {
+    const old = this.ort;
+    if (this.onnxRestarts >= ONNX_RESTARTS) {
+      old.terminate(new RpcError(`onnxruntime's worker stopped answering (its thread pool did not start, ${this.onnxRestarts + 1} times); reload the page`, 'onnx_wedged'));
+      return;
+    }
+    this.onnxRestarts += 1;
+    this.ort = this.spawnOnnx();
+    this.ortReady = this.ort.call('init', this.onnxInitParams()).then((info) => (this.onnx = info));
+    this.ortReady.catch(() => {});
+    old.terminate(new RpcError('the onnxruntime worker was restarted', 'onnx_restarted'));
   }
 
   // Start both workers at once and return without waiting for them: `pyReady` and `ortReady`
@@ -67,7 +101,7 @@ export class Runtime extends EventTarget {
   // `session`: onnxruntime-web session options merged over ours (for the engine-settings A/B).
   // `download.store`: where unfinished downloads are kept ('opfs', the default, else 'indexeddb'
   // or 'memory'; partial-store.js).
-  static async launch({ base = BASE_URL, backend = 'wasm', threads = 0, onProgress = null, sequential = false, direct = true, python = {}, session = {}, download = {} } = {}) {
+  static async launch({ base = BASE_URL, backend = 'wasm', threads = 0, onProgress = null, sequential = false, direct = true, python = {}, session = {}, download = {}, faults = {} } = {}) {
     const t0 = performance.now();
     const runtimeConfig = await fetchJson('api/runtime', base);
     const runtime = new Runtime({ base, runtimeConfig, backend, threads, direct });
@@ -78,8 +112,10 @@ export class Runtime extends EventTarget {
       runtime.timings.pyodide_ready_ms = performance.now() - t0;
       return info;
     });
+    runtime.faults = faults;
+    runtime.ortInitParams = { runtime: runtimeConfig, base, backend, threads, sessionOptions: session, downloadStore: download.store };
     runtime.ortReady = (sequential ? runtime.pyReady : Promise.resolve())
-      .then(() => runtime.ort.call('init', { runtime: runtimeConfig, base, backend, threads, sessionOptions: session, downloadStore: download.store }))
+      .then(() => runtime.ort.call('init', runtime.onnxInitParams()))
       .then((info) => {
         runtime.onnx = info;
         runtime.timings.ort_ready_ms = performance.now() - t0;
@@ -111,6 +147,10 @@ export class Runtime extends EventTarget {
   }
 
   onWorkerEvent(name, detail) {
+    if (name === 'threadStart') {
+      clearTimeout(this.threadStartTimer);
+      if (detail.phase === 'begin') this.threadStartTimer = setTimeout(() => this.restartOnnx(), THREAD_START_LIMIT_MS);
+    }
     if (name === 'stage') this.stages.set(detail.key, { stage: detail.stage, atMs: Math.round(performance.now() - this.t0) });
     if (name !== 'progress') return;
     this.downloads.set(detail.file, detail);
@@ -125,8 +165,8 @@ export class Runtime extends EventTarget {
     let pending = this.parts.get(key);
     if (!pending) {
       const t0 = performance.now();
-      pending = this.ortReady
-        .then(() =>
+      const load = () =>
+        this.ortReady.then(() =>
           this.ort.call('loadModel', {
             key,
             // Manifest URLs may be relative to this server; a worker started from a blob URL (on
@@ -134,7 +174,9 @@ export class Runtime extends EventTarget {
             spec: { ...manifest[part], url: new URL(manifest[part].url, this.base).href },
             backend,
           }),
-        )
+        );
+      pending = load()
+        .catch((err) => (err?.code === 'onnx_restarted' ? load() : Promise.reject(err)))
         .then((info) => {
           this.timings[`${part}_model_ms`] = performance.now() - t0;
           this.loadedParts.set(key, info);
@@ -202,7 +244,10 @@ export class Runtime extends EventTarget {
   async viaPython(manifest, part, method, params, transfer = []) {
     const key = `${manifest.id}:${part}`;
     const load = this.loadPart(manifest, part);
-    const [, out] = await Promise.all([load, this.py.call(method, { ...params, key }, transfer)]);
+    // A call caught by an onnxruntime worker's restart runs again, unless its buffers moved.
+    const call = () => this.py.call(method, { ...params, key }, transfer);
+    const python = call().catch((err) => (err?.code === 'onnx_restarted' && transfer.length === 0 ? call() : Promise.reject(err)));
+    const [, out] = await Promise.all([load, python]);
     return out;
   }
 
