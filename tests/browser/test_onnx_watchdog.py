@@ -1,10 +1,10 @@
 """A wedged onnxruntime worker is replaced, not waited on for ever.
 
 Firefox sometimes never returns from the `new Worker()` that onnxruntime-web makes for its thread
-pool (../shared/notes/browsers.md), and the worker's thread then answers nothing. The runtime
-replaces such a worker once (runtime.js THREAD_START_LIMIT_MS). The wedge is rare and Firefox's, so
-here it is made on purpose, in Chromium: the `stallThreadStart` fault blocks that call in the first
-n onnxruntime workers exactly as Firefox does, with the thread in Atomics.wait for good.
+pool (about 2% of first sessions here; README, Client API), and the worker's thread then answers
+nothing. The runtime replaces such a worker once (runtime.js THREAD_START_LIMIT_MS). The wedge is
+rare and Firefox's, so here it is made on purpose, in Chromium: the `stallThreadStart` fault blocks
+that call in the first n onnxruntime workers as Firefox does, the thread in Atomics.wait for good.
 """
 
 from __future__ import annotations

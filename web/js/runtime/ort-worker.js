@@ -26,7 +26,7 @@ function setStage(key, stage) {
 }
 
 // Firefox sometimes never returns from the `new Worker()` onnxruntime makes for its thread pool
-// (6 of ~300 first sessions here, none in 130 without threads; ../shared/notes/browsers.md): this
+// (6 of ~300 first sessions here, none in 130 without threads; README, Client API): this
 // thread then answers nothing, ever. The page is told when each such call starts and ends, and
 // replaces this worker when one has not ended in time (runtime.js). `faults.stallThreadStart`
 // (tests only) makes the call hang like that.
@@ -37,8 +37,11 @@ let stallThreadStart = false;
     constructor(...args) {
       emit('threadStart', { phase: 'begin' });
       if (stallThreadStart) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
-      super(...args);
-      emit('threadStart', { phase: 'end' });
+      try {
+        super(...args);
+      } finally {
+        emit('threadStart', { phase: 'end' }); // a constructor that throws is onnxruntime's error to report, not a wedge
+      }
     }
   };
 }
