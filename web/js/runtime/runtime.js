@@ -36,6 +36,11 @@ const live = new Set();
 const THREAD_START_LIMIT_MS = 5000;
 const ONNX_RESTARTS = 1;
 
+// call() once more if the first failed because the onnxruntime worker was replaced meanwhile.
+function afterOnnxRestart(call) {
+  return call().catch((err) => (err?.code === 'onnx_restarted' ? call() : Promise.reject(err)));
+}
+
 export class Runtime extends EventTarget {
   constructor({ base, runtimeConfig, backend, threads, direct = true }) {
     super();
@@ -50,9 +55,8 @@ export class Runtime extends EventTarget {
     this.parts = new Map(); // `${manifest id}:${part}` -> Promise of that encoder's load info
     this.loadedParts = new Map(); // the same keys, once loaded -> load info
     live.add(this);
-    const onEvent = (name, detail) => this.onWorkerEvent(name, detail);
-    this.onEvent = onEvent;
-    this.py = new WorkerClient(spawnWorker(new URL('js/runtime/py-worker.js', base), 'clip-web-python'), onEvent);
+    this.onEvent = (name, detail) => this.onWorkerEvent(name, detail);
+    this.py = new WorkerClient(spawnWorker(new URL('js/runtime/py-worker.js', base), 'clip-web-python'), this.onEvent);
     // `direct: false` sends every tensor through the page (the old path), for the benchmarks' A/B.
     this.direct = direct;
     this.onnxRestarts = 0;
@@ -78,8 +82,8 @@ export class Runtime extends EventTarget {
   }
 
   // A wedged onnxruntime worker (see THREAD_START_LIMIT_MS) is replaced by a fresh one, once: its
-  // loads start again there (a download resumes from its partial file) and the calls that were
-  // waiting on it are retried. A second wedge fails them with an error that says so.
+  // loads start again there and the calls that were waiting on it are retried (afterOnnxRestart).
+  // A second wedge fails them with an error that says so.
   restartOnnx() {
     const old = this.ort;
     if (this.onnxRestarts >= ONNX_RESTARTS) {
@@ -175,8 +179,7 @@ export class Runtime extends EventTarget {
             backend,
           }),
         );
-      pending = load()
-        .catch((err) => (err?.code === 'onnx_restarted' ? load() : Promise.reject(err)))
+      pending = afterOnnxRestart(load)
         .then((info) => {
           this.timings[`${part}_model_ms`] = performance.now() - t0;
           this.loadedParts.set(key, info);
@@ -244,9 +247,9 @@ export class Runtime extends EventTarget {
   async viaPython(manifest, part, method, params, transfer = []) {
     const key = `${manifest.id}:${part}`;
     const load = this.loadPart(manifest, part);
-    // A call caught by an onnxruntime worker's restart runs again, unless its buffers moved.
     const call = () => this.py.call(method, { ...params, key }, transfer);
-    const python = call().catch((err) => (err?.code === 'onnx_restarted' && transfer.length === 0 ? call() : Promise.reject(err)));
+    // A call whose buffers moved cannot be sent again.
+    const python = transfer.length === 0 ? afterOnnxRestart(call) : call();
     const [, out] = await Promise.all([load, python]);
     return out;
   }
