@@ -8,7 +8,7 @@ Violations are caught three ways, from before any of our scripts runs:
 - in the workers: Chromium gives a worker the policy its own script is sent with, and our scripts
   carry none. So the test sends each worker script with its page's policy and a violation
   listener of its own (a route): the policy must also cover what the workers do (WebAssembly,
-  wheels, model downloads, nested workers), for browsers that apply the page's policy to workers.
+  wheels, model downloads, onnxruntime's thread pool), for browsers that apply the page's policy to workers.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ WORKER_PREAMBLE = """self.addEventListener('securitypolicyviolation', (e) => {
 });
 """
 WORKER_SCRIPTS = ("/js/runtime/py-worker.js", "/js/runtime/ort-worker.js", "/js/runtime/snapshot-worker.js",
-                  "/js/search/import-worker.js", "/js/search/vector-worker.js")
+                  "/js/search/import-worker.js", "/js/search/vector-worker.js", "/js/search/zero-shot-thread.js")
 
 
 def png(color, size=(96, 72)) -> bytes:

@@ -38,7 +38,7 @@ IMPORT_PATTERNS = [
     re.compile(r"""^\s*import\s*['"]([^'"]+)['"]""", re.M),
     re.compile(r"""\bimport\(\s*['"]([^'"]+)['"]\s*\)"""),
     re.compile(r"""new URL\(\s*['"]([^'"]+\.js)['"]\s*,\s*import\.meta\.url\s*\)"""),
-    re.compile(r"""new URL\(\s*['"](js/[^'"]+\.js)['"]\s*,\s*base\s*\)"""),
+    re.compile(r"""new URL\(\s*['"](js/[^'"]+\.js)['"]\s*,\s*(?:this\.)?base\s*\)"""),
 ]
 
 

@@ -26,8 +26,8 @@ function setStage(key, stage) {
 }
 
 // Firefox sometimes never returns from the `new Worker()` onnxruntime makes for its thread pool
-// (6 of ~300 first sessions here, none in 130 without threads; README, Client API): this
-// thread then answers nothing, ever. The page is told when each such call starts and ends, and
+// (6 of ~300 first sessions here, none in 130 without threads; README, Architecture, "Workers"):
+// this thread then answers nothing, ever. The page is told when each such call starts and ends, and
 // replaces this worker when one has not ended in time (runtime.js). `faults.stallThreadStart`
 // (tests only) makes the call hang like that.
 let stallThreadStart = false;

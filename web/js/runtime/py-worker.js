@@ -3,7 +3,7 @@
 // onnxruntime worker's port (`connectOnnx`), the embed* methods hand their tensors to the model
 // directly: the page sends bytes or texts and gets embeddings back, never pixels or ids.
 
-import { serve, emit, withTransfer, RpcError, spawnWorker, WorkerClient } from './rpc.js';
+import { serve, emit, withTransfer, RpcError, WorkerClient } from './rpc.js';
 import { trackFetchProgress } from './progress-fetch.js';
 import { stackTensors } from './tensors.js';
 import { snapshotKey, findSnapshot, storeSnapshot, deleteSnapshot, fetchWheels, unpackSnapshot, replayLibraries, libraryBytes, withoutTrampolineSlot, SNAPSHOT_WHEELS, IMAGE_WHEELS, CHECK_PY, CHECK_IDS } from './python-snapshot.js';
@@ -263,36 +263,19 @@ async function fetchServedSnapshot(snapshotUrl) {
 }
 
 // After a normal boot: make the snapshot for the next visit in a throwaway worker, when the page
-// says it is idle (`makeSnapshot`, once its models are loaded), or after `fallbackMs` anyway.
+// says it is idle (`makeSnapshot`, once its models are loaded), or after `fallbackMs` anyway. The
+// page starts that worker (this one asks with a `snapshotWanted` event, and hears back through
+// `snapshotMade`): no worker of ours starts another, as Firefox sometimes never returns from
+// `new Worker()` inside a worker, which would wedge this one, and with it every Python call.
 let snapshotJob = null;
 
 function scheduleSnapshot({ indexURL, lockFileURL, stdLibURL, vocabUrl, key, lock, fallbackMs }) {
-  if (typeof Worker === 'undefined') {
-    state.snapshot.made = { ok: false, error: 'this browser has no workers inside workers' };
-    return;
-  }
   state.snapshot.made = { pending: true };
   let started = false;
   snapshotJob = (delayMs) => setTimeout(() => {
     if (started) return;
     started = true;
-    let worker;
-    try {
-      worker = spawnWorker(new URL('./snapshot-worker.js', import.meta.url), 'clip-web-python-snapshot');
-    } catch (err) {
-      state.snapshot.made = { ok: false, error: String(err?.message ?? err) };
-      return;
-    }
-    worker.onmessage = (e) => {
-      state.snapshot.made = e.data;
-      worker.terminate();
-    };
-    worker.onerror = (e) => {
-      e.preventDefault?.();
-      state.snapshot.made = { ok: false, error: e.message || 'the snapshot worker failed to start' };
-      worker.terminate();
-    };
-    worker.postMessage({ indexUrl: indexURL, lockUrl: lockFileURL, stdLibUrl: stdLibURL, vocabUrl, key, lock });
+    emit('snapshotWanted', { indexUrl: indexURL, lockUrl: lockFileURL, stdLibUrl: stdLibURL, vocabUrl, key, lock });
   }, delayMs);
   snapshotJob(fallbackMs);
 }
@@ -518,6 +501,12 @@ serve({
   async makeSnapshot({ delayMs = 1000 } = {}) {
     snapshotJob?.(delayMs);
     return state.snapshot.made;
+  },
+
+  // The page's snapshot worker has finished (what it posted), or could not start.
+  async snapshotMade(made) {
+    state.snapshot.made = made;
+    return true;
   },
 
   // Start-up state that changes after init: the snapshot being made, numpy/Pillow loading, and

@@ -155,10 +155,35 @@ export class Runtime extends EventTarget {
       clearTimeout(this.threadStartTimer);
       if (detail.phase === 'begin') this.threadStartTimer = setTimeout(() => this.restartOnnx(), THREAD_START_LIMIT_MS);
     }
+    if (name === 'snapshotWanted') this.makeSnapshot(detail);
     if (name === 'stage') this.stages.set(detail.key, { stage: detail.stage, atMs: Math.round(performance.now() - this.t0) });
     if (name !== 'progress') return;
     this.downloads.set(detail.file, detail);
     this.dispatchEvent(new CustomEvent('progress', { detail: { ...detail, all: [...this.downloads.values()] } }));
+  }
+
+  // The Python worker asks for its memory snapshot to be made (py-worker.js scheduleSnapshot): in a
+  // throwaway worker started here, not by the Python worker, whose thread a wedged `new Worker()`
+  // would stop (Firefox). What it posts goes back to the Python worker.
+  makeSnapshot(job) {
+    const told = (made) => this.py.call('snapshotMade', made).catch(() => {});
+    let worker;
+    try {
+      worker = spawnWorker(new URL('js/runtime/snapshot-worker.js', this.base), 'clip-web-python-snapshot');
+    } catch (err) {
+      told({ ok: false, error: String(err?.message ?? err) });
+      return;
+    }
+    worker.onmessage = (e) => {
+      told(e.data);
+      worker.terminate();
+    };
+    worker.onerror = (e) => {
+      e.preventDefault?.();
+      told({ ok: false, error: e.message || 'the snapshot worker failed to start' });
+      worker.terminate();
+    };
+    worker.postMessage(job);
   }
 
   // One encoder of a model (part: 'image' | 'text'): downloaded and its session created once per

@@ -1,6 +1,7 @@
 // A throwaway module worker that makes the Python memory snapshot (see python-snapshot.js) and
 // stores it, then says so and is terminated. It boots its own Pyodide, so the interpreter that
-// serves the page is never touched. Started by py-worker.js after a normal boot.
+// serves the page is never touched. Started by the page (runtime.js makeSnapshot) when the Python
+// worker asks, after a normal boot.
 
 import { fetchWheels, installWheelsPy, storeSnapshot, makeSnapshot, withoutTrampolineSlot, PREPARE_PY, CHECK_PY, CHECK_IDS } from './python-snapshot.js';
 

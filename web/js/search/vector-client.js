@@ -9,6 +9,27 @@ const SEPARATOR = '\u0000';
 // Embeddings buffered before one message: ~1 MB of float32 at 512 values.
 const FLUSH_ROWS = 512;
 
+// The search worker's zero-shot thread (zero-shot-helper.js). -> { worker, port, why }: the thread
+// and the port the search worker talks to it through, or nulls and why there is none (no shared
+// memory: a page that is not cross-origin isolated; a single core to run on).
+function startZeroShotThread() {
+  const none = (why) => ({ worker: null, port: null, why });
+  if (!self.crossOriginIsolated || typeof SharedArrayBuffer === 'undefined') {
+    return none('no shared memory here (the page is not cross-origin isolated)');
+  }
+  if (typeof Atomics?.wait !== 'function') return none('this browser cannot wait on shared memory (Atomics.wait)');
+  if (!((navigator.hardwareConcurrency ?? 1) > 1)) return none('one core');
+  let worker;
+  try {
+    worker = new Worker(new URL('./zero-shot-thread.js', import.meta.url), { type: 'module', name: 'clip-web-search-helper' });
+  } catch (err) {
+    return none(`the helper thread could not start (${err.message})`);
+  }
+  const { port1, port2 } = new MessageChannel();
+  worker.postMessage({ port: port1 }, [port1]);
+  return { worker, port: port2, why: null };
+}
+
 export class VectorClient {
   constructor() {
     this.client = null;
@@ -17,12 +38,34 @@ export class VectorClient {
     this.d = 0;
   }
 
+  // The search worker, and its zero-shot thread: both started here, since a worker that starts
+  // another can wedge in Firefox (README, "Workers"). The port goes first: the worker handles
+  // messages in order, so the helper is in place before any vectors arrive.
   get worker() {
     if (!this.client) {
       const worker = new Worker(new URL('./vector-worker.js', import.meta.url), { type: 'module', name: 'clip-web-search' });
-      this.client = new WorkerClient(worker);
+      const helper = startZeroShotThread();
+      this.helperWorker = helper.worker;
+      this.client = new WorkerClient(worker, (name) => {
+        if (name === 'helperStopped') helper.worker?.terminate();
+      });
+      if (helper.worker) {
+        helper.worker.onerror = (e) => {
+          e.preventDefault?.();
+          this.client.call('helperFailed', { why: `the helper thread failed to start (${e.message || 'error'})` }).catch(() => {});
+        };
+      }
+      this.client.call('attachHelper', { port: helper.port, why: helper.why }, helper.port ? [helper.port] : []).catch(() => {});
     }
     return this.client;
+  }
+
+  // Both threads stop; the next call starts new ones, empty.
+  close() {
+    this.client?.terminate();
+    this.helperWorker?.terminate();
+    this.client = null;
+    this.helperWorker = null;
   }
 
   reset(capacity) {

@@ -9,7 +9,7 @@
 // Reading an index is staged: parse() builds a new matrix beside the current one, and only
 // commit() replaces it, so a file that is refused (damaged, foreign, another model's) loses nothing.
 
-import { serve, withTransfer, RpcError } from '../runtime/rpc.js';
+import { serve, withTransfer, emit, RpcError } from '../runtime/rpc.js';
 import { CompactVectors, MAX_ROWS } from './compact-vectors.js';
 import { readIndex, parseJson } from './index-file.js';
 import { ExactRows } from './exact-rows.js';
@@ -17,9 +17,11 @@ import { SearchStore, cacheRecord } from './store.js';
 import { ZeroShotHelper } from './zero-shot-helper.js';
 
 const exactReady = ExactRows.open(); // null where the browser has no file for it
-// A second thread for zero-shot sorts (null: one core, or no shared memory); the vectors are kept
-// in shared memory for it.
-const { helper, why: noHelper } = ZeroShotHelper.create();
+// A second thread for zero-shot sorts, which the page starts and hands over (attachHelper, its
+// first message); null: none (one core, no shared memory). The vectors are kept in shared memory
+// for it.
+let helper = null;
+let noHelper = 'not attached';
 const newVectors = (n, d) => new CompactVectors(n, d, { shared: helper !== null });
 let useHelper = true;
 // Threads the next large zero-shot sort runs on.
@@ -60,6 +62,20 @@ async function readSource({ text, blob, url, object }) {
 }
 
 serve({
+  // The page's first message: a port to the zero-shot thread it started (zero-shot-helper.js), or
+  // why there is none. When this worker gives the thread up, the page is told to terminate it.
+  attachHelper({ port, why }) {
+    if (port) helper = new ZeroShotHelper(port, (reason) => emit('helperStopped', { why: reason }));
+    else noHelper = why;
+    return true;
+  },
+
+  // The page saw the thread fail to start.
+  helperFailed({ why }) {
+    helper?.stop(why);
+    return true;
+  },
+
   // A new collection of `capacity` images (ids 0..capacity-1): the old vectors are dropped.
   async reset({ capacity: n }) {
     capacity = n;

@@ -3,39 +3,30 @@
 // The matrix is not copied: the search worker's CompactVectors lives in shared memory, and the
 // thread (zero-shot-thread.js) reads it through CompactVectors.view().
 //
+// The page starts the thread (vector-client.js) and gives the search worker a MessagePort to it:
+// no worker of ours starts another, because Firefox sometimes never returns from `new Worker()`
+// called inside a worker (README, "Workers"), which would wedge the search worker for good.
+//
 // The search worker waits for the other half with Atomics.wait, so a sort stays one synchronous
 // step there (no other message runs in between). A thread that fails, or does not answer within
-// WAIT_MS, is stopped and never used again; the sort is then done on one thread (compact-vectors.js).
+// WAIT_MS, is given up (the page terminates it) and never used again; the sort is then done on one
+// thread (compact-vectors.js).
 
 import { CompactVectors, SPLIT_ROWS } from './compact-vectors.js';
 
 const WAIT_MS = 5000;
 
+// The thread, as the search worker sees it: through its port.
 export class ZeroShotHelper {
-  // -> { helper, why }: a helper, or null and why not (no shared memory: a page that is not
-  // cross-origin isolated; a single core to run on; no workers inside workers).
-  static create() {
-    if (!self.crossOriginIsolated || typeof SharedArrayBuffer === 'undefined') {
-      return { helper: null, why: 'no shared memory here (the page is not cross-origin isolated)' };
-    }
-    if (typeof Atomics?.wait !== 'function') return { helper: null, why: 'this browser cannot wait on shared memory (Atomics.wait)' };
-    if (!((navigator.hardwareConcurrency ?? 1) > 1)) return { helper: null, why: 'one core' };
-    if (typeof Worker === 'undefined') return { helper: null, why: 'this browser starts no worker from a worker' };
-    try {
-      return { helper: new ZeroShotHelper(new Worker(new URL('./zero-shot-thread.js', import.meta.url), { type: 'module', name: 'clip-web-search-helper' })), why: null };
-    } catch (err) {
-      return { helper: null, why: `the helper thread could not start (${err.message})` };
-    }
-  }
-
-  constructor(worker) {
-    this.worker = worker;
+  // onStop(why): the thread is given up; the page should terminate it.
+  constructor(port, onStop) {
+    this.port = port;
+    this.onStop = onStop;
     this.ready = false;
     this.broken = null; // why it is no longer used
-    worker.onmessage = ({ data }) => {
+    port.onmessage = ({ data }) => {
       if (data === 'ready') this.ready = true;
     };
-    worker.onerror = (event) => this.stop(`the helper thread failed to start (${event.message ?? 'error'})`);
   }
 
   get available() {
@@ -52,7 +43,7 @@ export class ZeroShotHelper {
   prepareFor(rows) {
     if (rows < SPLIT_ROWS || this.warmed || this.broken) return;
     this.warmed = true;
-    this.worker.postMessage({ warmUp: true });
+    this.port.postMessage({ warmUp: true });
     CompactVectors.warmUp({ shared: true });
   }
 
@@ -60,7 +51,7 @@ export class ZeroShotHelper {
   // on the other thread. -> the job, for finish().
   start(parts, state, start, end) {
     const done = new Int32Array(new SharedArrayBuffer(4));
-    this.worker.postMessage({ parts, state, start, end, done });
+    this.port.postMessage({ parts, state, start, end, done });
     return done;
   }
 
@@ -74,7 +65,9 @@ export class ZeroShotHelper {
   }
 
   stop(why) {
-    this.broken ??= why;
-    this.worker.terminate();
+    if (this.broken) return;
+    this.broken = why;
+    this.port.close();
+    this.onStop(why);
   }
 }

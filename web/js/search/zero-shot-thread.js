@@ -1,8 +1,9 @@
 // The zero-shot helper's thread (zero-shot-helper.js): scores its rows of a sort over the search
-// worker's shared memory and says so through the job's flag (1 done, 2 failed).
+// worker's shared memory and says so through the job's flag (1 done, 2 failed). The page sends it
+// one message, the port the search worker talks to it through.
 import { CompactVectors } from './compact-vectors.js';
 
-self.onmessage = ({ data: { warmUp, parts, state, start, end, done } }) => {
+function onJob({ data: { warmUp, parts, state, start, end, done } }) {
   if (warmUp) {
     CompactVectors.warmUp({ shared: true });
     return;
@@ -16,5 +17,9 @@ self.onmessage = ({ data: { warmUp, parts, state, start, end, done } }) => {
   }
   Atomics.store(done, 0, status);
   Atomics.notify(done, 0);
+}
+
+self.onmessage = ({ data: { port } }) => {
+  port.onmessage = onJob;
+  port.postMessage('ready');
 };
-self.postMessage('ready');
