@@ -267,3 +267,78 @@ def test_a_wedged_onnxruntime_worker_is_replaced(other, live_server):
     assert once["ok"] and once["restarts"] == 1, once
     assert np.array_equal(np.float32(once["embeds"]), np.float32(unharmed["embeds"]))
     assert twice["ok"] is False and twice["code"] == "onnx_wedged", twice
+
+
+# Files as the search page gets them from a folder (a `path` as <input webkitdirectory> gives
+# webkitRelativePath; one modification time), handed to search.indexFiles.
+INDEX_FILES = """async ({ payload, mtime }) => {
+  const files = Object.entries(payload).map(([path, b64]) => {
+    const f = new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], path.split('/').pop(), { lastModified: mtime });
+    Object.defineProperty(f, 'path', { value: path });
+    return f;
+  });
+  return search.indexFiles(files);
+}"""
+
+# A drop of loose files (synthetic: no driver here drags from the desktop), then its stats once done.
+DROP_FILES = """async ({ payload, extra }) => {
+  const dt = new DataTransfer();
+  for (const [path, b64] of Object.entries(payload)) {
+    dt.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], path.split('/').pop()));
+  }
+  dt.items.add(new File(['hello'], extra));
+  const opened = search.stats().opened;
+  document.querySelector('#drop-zone').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  for (let i = 0; i < 600; i++) {
+    const s = search.stats();
+    if (s.opened > opened && ['done', 'cancelled'].includes(s.state)) return s;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return search.stats();
+}"""
+
+
+@pytest.fixture(scope="module")
+def search_folder(tmp_path_factory, tiny_model_dir):
+    """A small folder (every image format, a corrupt file, a text file) and its native rankings."""
+    from test_search_page import CORRUPT, FOLDER, NOT_IMAGES, Native, write_folder
+
+    every = write_folder(tmp_path_factory.mktemp("search-other"))
+    by_format = {}
+    for path in sorted(every):
+        by_format.setdefault(path.rsplit(".", 1)[-1], []).append(path)
+    picked = [p for paths in by_format.values() for p in paths[:3] if p not in CORRUPT | NOT_IMAGES]
+    files = {p: every[p] for p in [*picked, f"{FOLDER}/broken.jpg", f"{FOLDER}/notes.txt"]}
+    return files, Native(tiny_model_dir, files)
+
+
+def test_search_page_indexes_and_ranks_like_native(other, live_server, search_folder):
+    """The search page in this browser: files in (as a folder gives them, and dropped), every format
+    through Python and the model, rankings equal to pyapp + onnxruntime CPU's, failures named, and
+    the page's IndexedDB cache reused after a reload. (A real folder cannot be given to a driven
+    Firefox or WebKitGTK here: BiDi's input.setFiles refuses a directory and WebKitWebDriver's file
+    upload gives an empty list; the picker-less path, <input webkitdirectory>, is what their users get.)"""
+    from test_search_page import FOLDER, TEXT_QUERIES, assert_same_ranking
+
+    files, native = search_folder
+    payload = {p: _b64(d) for p, d in files.items()}
+    other.open(live_server.url + "search.html?model=tiny-reference")
+    assert other.evaluate("async () => [typeof window.showDirectoryPicker, document.querySelector('#folder-input').webkitdirectory]") == ["undefined", True]
+
+    stats = other.evaluate(INDEX_FILES, {"payload": payload, "mtime": 1700000000000})
+    assert stats["state"] == "done" and stats["name"] == FOLDER, stats
+    assert stats["indexed"] == len(native.paths) and stats["embedded"] == len(native.paths), stats
+    assert {s["path"] for s in stats["skipped"]} == {f"{FOLDER}/broken.jpg", f"{FOLDER}/notes.txt"}, stats["skipped"]
+    for spec in [*TEXT_QUERIES[:4], {"examplePath": native.paths[2]}, {"text": "a photo of a cat", "examplePath": native.paths[-1]}]:
+        assert_same_ranking(other.evaluate("async (spec) => search.query(spec)", spec), native.query(spec), f"{other.name} {spec}")
+
+    # After a reload, the same files come from this browser's cache: nothing is embedded again.
+    other.open(live_server.url + "search.html?model=tiny-reference")
+    again = other.evaluate(INDEX_FILES, {"payload": payload, "mtime": 1700000000000})
+    assert again["embedded"] == 0 and again["cached"] == again["indexed"] == stats["indexed"], again
+    spec = TEXT_QUERIES[1]
+    assert_same_ranking(other.evaluate("async (spec) => search.query(spec)", spec), native.query(spec), f"{other.name} cached")
+
+    dropped = dict(list(payload.items())[:3])
+    got = other.evaluate(DROP_FILES, {"payload": dropped, "extra": "readme.md"})
+    assert got["state"] == "done" and got["indexed"] == 3 and [s["path"] for s in got["skipped"]] == ["readme.md"], got

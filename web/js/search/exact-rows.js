@@ -6,8 +6,9 @@
 //
 // One file per worker (per tab), named at random and emptied on reset; files left by tabs that
 // closed are removed when a worker starts (a file another tab holds open is locked and skipped).
-// Where the file system is missing (old browsers, some private modes) open() gives null and the
-// page ranks on the compact vectors alone.
+// Where the file system is missing (WebKitGTK, older Safari, some private modes) the rows are kept
+// in this worker's memory instead (MemoryRows, same interface: 205 MB at 100,000 images of 512
+// values), so scores are exact in every browser; `kind` says which.
 
 const FOLDER = 'clip-web-search-vectors';
 // Ids at most this far apart are read in one call (32 KB of rows at 512 values).
@@ -19,9 +20,15 @@ export class ExactRows {
     this.name = name;
     this.handle = handle;
     this.d = 0;
+    this.kind = 'file';
   }
 
+  // -> ExactRows on a file, or MemoryRows where there is no file system for it.
   static async open() {
+    return (await ExactRows.openFile()) ?? new MemoryRows();
+  }
+
+  static async openFile() {
     try {
       if (!self.navigator?.storage?.getDirectory || typeof FileSystemFileHandle === 'undefined') return null;
       if (!('createSyncAccessHandle' in FileSystemFileHandle.prototype)) return null;
@@ -34,7 +41,7 @@ export class ExactRows {
       const file = await dir.getFileHandle(name, { create: true });
       return new ExactRows(dir, name, await file.createSyncAccessHandle());
     } catch (err) {
-      console.warn('no file for exact embeddings; ranking on the compact ones only', err);
+      console.warn('no file for exact embeddings; keeping them in memory', err);
       return null;
     }
   }
@@ -87,6 +94,52 @@ export class ExactRows {
   readRange(start, count) {
     const out = new Float32Array(count * this.d);
     this.handle.read(new Uint8Array(out.buffer), { at: start * this.d * 4 });
+    return out;
+  }
+}
+
+// The same rows in memory, for browsers without the origin private file system: a Float32Array
+// that grows (doubling) to the highest id written.
+export class MemoryRows {
+  constructor() {
+    this.d = 0;
+    this.rows = new Float32Array(0);
+    this.count = 0; // rows 0..count-1 are within the written range
+    this.kind = 'memory';
+  }
+
+  reset(d) {
+    this.d = d;
+    this.rows = new Float32Array(0);
+    this.count = 0;
+  }
+
+  write(ids, rows, d) {
+    if (this.d !== d) this.reset(d);
+    let last = -1;
+    for (const id of ids) last = Math.max(last, id);
+    if ((last + 1) * d > this.rows.length) {
+      const grown = new Float32Array(Math.max((last + 1) * d, this.rows.length * 2));
+      grown.set(this.rows);
+      this.rows = grown;
+    }
+    this.count = Math.max(this.count, last + 1);
+    for (let k = 0; k < ids.length; k++) this.rows.set(rows.subarray(k * d, (k + 1) * d), ids[k] * d);
+  }
+
+  read(id) {
+    return id < this.count ? this.rows.slice(id * this.d, (id + 1) * this.d) : null;
+  }
+
+  readMany(ids, each) {
+    for (const id of Uint32Array.from(ids).sort()) each(id, this.rows.subarray(id * this.d, (id + 1) * this.d));
+  }
+
+  // Rows never written read as zeros, as from the file.
+  readRange(start, count) {
+    const out = new Float32Array(count * this.d);
+    const end = Math.min(start + count, this.count);
+    if (end > start) out.set(this.rows.subarray(start * this.d, end * this.d));
     return out;
   }
 }

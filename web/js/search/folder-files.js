@@ -75,16 +75,18 @@ export async function entriesFromDirectoryHandle(dir, onCount = () => {}) {
 }
 
 // Drag and drop: DataTransferItem.webkitGetAsEntry() gives folders as FileSystemDirectoryEntry.
-// Must be called synchronously in the drop handler (the items go away after it returns).
+// Must be called synchronously in the drop handler (the items go away after it returns). A dropped
+// file is taken with getAsFile() at once: WebKit's file entry for a File that has no path on disk
+// never calls back from entry.file().
 export function entriesFromDataTransfer(dataTransfer) {
   const roots = [];
   for (const item of dataTransfer.items ?? []) {
     if (item.kind !== 'file') continue;
     const e = item.webkitGetAsEntry?.();
-    if (e) roots.push(e);
+    if (e?.isDirectory) roots.push(e);
     else {
       const f = item.getAsFile();
-      if (f) roots.push({ isFile: true, fullPath: `/${f.name}`, file: (ok) => ok(f) });
+      if (f) roots.push({ isFile: true, fullPath: e?.fullPath ?? `/${f.name}`, file: (ok) => ok(f) });
     }
   }
   return (async () => {

@@ -3,8 +3,9 @@
 // index files and packs. The page sends raw embeddings in and gets back typed arrays of ids and
 // scores (transferred, not copied), so a 100,000-image collection never runs a long task there.
 //
-// The raw float32 embeddings go to a file (exact-rows.js), read back for what must be exact: the
-// first places of a ranking, uncertain zero-shot rows, "more like this", the export and the cache.
+// The raw float32 embeddings go to a file (exact-rows.js; memory where there is none), read back
+// for what must be exact: the first places of a ranking, uncertain zero-shot rows, "more like
+// this", the export and the cache.
 //
 // Reading an index is staged: parse() builds a new matrix beside the current one, and only
 // commit() replaces it, so a file that is refused (damaged, foreign, another model's) loses nothing.
@@ -16,7 +17,7 @@ import { ExactRows } from './exact-rows.js';
 import { SearchStore, cacheRecord } from './store.js';
 import { ZeroShotHelper } from './zero-shot-helper.js';
 
-const exactReady = ExactRows.open(); // null where the browser has no file for it
+const exactReady = ExactRows.open(); // on a file, or in memory where the browser has none
 // A second thread for zero-shot sorts, which the page starts and hands over (attachHelper, its
 // first message); null: none (one core, no shared memory). The vectors are kept in shared memory
 // for it.
@@ -139,7 +140,7 @@ serve({
   async stats() {
     return {
       count: vectors?.count ?? 0, bytes: vectors?.bytes ?? 0, simd: vectors?.simd ?? null, d: vectors?.d ?? null, capacity,
-      exact: Boolean(await exactReady),
+      exact: (await exactReady).kind, // where the exact rows are: 'file' or 'memory'
       // Threads a large zero-shot sort runs on, and why the second one was dropped, if it was.
       zeroShotThreads: zeroShotThreads(), zeroShotHelper: helper?.state ?? noHelper,
     };
