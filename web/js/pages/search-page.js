@@ -352,10 +352,9 @@ function renderLabelFilter() {
     box.replaceChildren();
     return;
   }
-  const counts = view.labels.names.map(() => 0);
   const zs = view.labels.zs;
+  const counts = view.labels.names.map((_, j) => zs?.perLabel[j] ?? 0); // counted by the search worker
   const total = zs ? zs.order.length : 0;
-  if (zs) for (const id of zs.order) counts[zs.label[id]] += 1;
   const chip = (text, count, value) => {
     const b = document.createElement('button');
     b.type = 'button';

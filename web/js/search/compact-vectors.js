@@ -549,17 +549,20 @@ export class CompactVectors {
     }
     // By confidence (ties by id), then a stable counting sort by label.
     const byProb = orderByScore(prob, this.present, this.count).ids;
+    const m = byProb.length;
     const counts = new Uint32Array(labels.length + 1);
-    for (const id of byProb) counts[label[id] + 1] += 1;
+    for (let r = 0; r < m; r++) counts[label[byProb[r]] + 1] += 1;
+    const perLabel = counts.slice(1); // rows sorted into each label: the page's label chips
     for (let j = 1; j <= labels.length; j++) counts[j] += counts[j - 1];
-    const order = new Uint32Array(byProb.length);
-    const orderProb = new Float32Array(byProb.length); // prob of order[r]: what the page's rows show
-    for (const id of byProb) {
+    const order = new Uint32Array(m);
+    const orderProb = new Float32Array(m); // prob of order[r]: what the page's rows show
+    for (let r = 0; r < m; r++) {
+      const id = byProb[r];
       const at = counts[label[id]]++;
       order[at] = id;
       orderProb[at] = prob[id];
     }
-    return { label, prob, order, orderProb, refined };
+    return { label, prob, order, orderProb, perLabel, refined };
   }
 }
 

@@ -110,16 +110,17 @@ serve({
   },
 
   // labels: unit label vectors -> { label: Uint16Array, prob: Float32Array } by id, and order:
-  // the ids sorted by label, then the most confident first (ties by id), with orderProb beside it.
+  // the ids sorted by label, then the most confident first (ties by id), with orderProb beside it;
+  // perLabel: how many rows each label got.
   async zeroShot({ labels, scoring, compact = false }) {
     if (!vectors || !vectors.count) {
-      return { label: new Uint16Array(0), prob: new Float32Array(0), order: new Uint32Array(0), orderProb: new Float32Array(0), refined: 0 };
+      return { label: new Uint16Array(0), prob: new Float32Array(0), order: new Uint32Array(0), orderProb: new Float32Array(0), perLabel: new Uint32Array(labels.length), refined: 0 };
     }
     const exact = compact ? null : await exactReady;
     const t0 = performance.now();
-    const { label, prob, order, orderProb, refined, timing } = vectors.zeroShot(labels, scoring, exact, undefined, useHelper ? helper : null);
-    return withTransfer({ label, prob, order, orderProb, refined, timing, ms: performance.now() - t0 },
-      [label.buffer, prob.buffer, order.buffer, orderProb.buffer]);
+    const { label, prob, order, orderProb, perLabel, refined, timing } = vectors.zeroShot(labels, scoring, exact, undefined, useHelper ? helper : null);
+    return withTransfer({ label, prob, order, orderProb, perLabel, refined, timing, ms: performance.now() - t0 },
+      [label.buffer, prob.buffer, order.buffer, orderProb.buffer, perLabel.buffer]);
   },
 
   // Threads for large zero-shot sorts: 1 keeps them on this worker alone (what benchmarks compare
