@@ -140,8 +140,24 @@ def describe_file(folder: Path, entry: dict) -> dict:
     return dict(entry, sha256=sha256_file(path), bytes=path.stat().st_size)
 
 
-def variant_manifest(source: dict, variant: str, folder: Path) -> dict:
-    """The manifest of a derived model: same files names and I/O, new id, `source` = the fp32 id."""
+def tokenizer_file(folder: Path, manifest: dict) -> Path | None:
+    """The model's own tokenizer file (SigLIP's spiece.model) when it is a file in the folder; None
+    when the model has none or names it by an absolute URL (a variant can name the same URL)."""
+    url = manifest.get("tokenizer", {}).get("url")
+    if not url or "://" in url or url.startswith("/"):
+        return None
+    if ".." in Path(url).parts:
+        raise ToolError(f"{folder}/{MANIFEST}: the tokenizer's url {url!r} leaves the model folder")
+    path = Path(folder) / url
+    if not path.is_file():
+        raise ToolError(f"{path}: missing (the tokenizer file named in {MANIFEST})")
+    return path
+
+
+def variant_manifest(source: dict, variant: str, folder: Path, source_dir: Path | None = None) -> dict:
+    """The manifest of a derived model: same files names and I/O, new id, `source` = the fp32 id.
+    A tokenizer file in the source folder (source_dir) is copied beside the new encoders: the
+    variant's folder is served on its own."""
     out = copy.deepcopy(source)
     out.pop("report", None)  # the source's fidelity numbers are not ours
     out["id"] = f"{source['id']}-{variant}"
@@ -150,6 +166,10 @@ def variant_manifest(source: dict, variant: str, folder: Path) -> dict:
     out["source"] = source["id"]
     for part in PARTS:
         out[part] = describe_file(folder, {k: v for k, v in source[part].items() if k not in ("sha256", "bytes")})
+    tokenizer = tokenizer_file(source_dir, source) if source_dir is not None else None
+    if tokenizer is not None:
+        shutil.copyfile(tokenizer, Path(folder) / source["tokenizer"]["url"])
+        out["tokenizer"] = describe_file(folder, {k: v for k, v in source["tokenizer"].items() if k not in ("sha256", "bytes")})
     return out
 
 

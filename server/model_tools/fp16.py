@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import (PARTS, check_io, load_onnx, local_file, need, read_manifest, require_fp32, save_onnx,
-                     staged_folder, variant_manifest, write_manifest)
+                     staged_folder, variant_manifest, tokenizer_file, write_manifest)
 
 FP16_MAX = float(np.finfo(np.float16).max)  # 65504
 MIN_ELEMENTS = 16  # smaller initializers stay float32: nothing to gain, and they are often epsilons
@@ -62,6 +62,7 @@ def fp16_folder(source_dir: Path, to: Path, force: bool = False, log=lambda msg:
     source = read_manifest(source_dir)
     require_fp32(source_dir, source, "fp16 conversion")
     inputs = {part: local_file(source_dir, source, part) for part in PARTS}
+    tokenizer_file(source_dir, source)  # a missing tokenizer file: refused before anything is written
     models = {}
     for part in PARTS:  # check everything before writing anything
         models[part] = load_onnx(inputs[part])
@@ -71,6 +72,6 @@ def fp16_folder(source_dir: Path, to: Path, force: bool = False, log=lambda msg:
             model, n = convert_model(models[part])
             save_onnx(model, tmp / source[part]["url"])
             log(f"{part}: {n} initializers stored as float16")
-        manifest = variant_manifest(source, "fp16", tmp)
+        manifest = variant_manifest(source, "fp16", tmp, source_dir)
         write_manifest(tmp, manifest)
     return manifest

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import (PARTS, ToolError, check_io, load_onnx, local_file, need, quiet_root_logger, read_manifest,
-                     require_fp32, save_onnx, staged_folder, variant_manifest, write_manifest)
+                     require_fp32, save_onnx, staged_folder, variant_manifest, tokenizer_file, write_manifest)
 
 COS_MIN = 0.99999
 ALLOWED_DOMAINS = ("", "ai.onnx", "com.microsoft")
@@ -341,6 +341,7 @@ def optimize_folder(source_dir: Path, to: Path, force: bool = False, assets_dir:
     source = read_manifest(source_dir)
     require_fp32(source_dir, source, "graph optimisation")
     inputs = {part: local_file(source_dir, source, part) for part in PARTS}
+    tokenizer_file(source_dir, source)  # a missing tokenizer file: refused before anything is written
     ort_web.node_binary(), ort_web.ort_web_dir(assets_dir)  # fail before the slow part, not after it
     with staged_folder(to, force=force) as tmp, tempfile.TemporaryDirectory(prefix="clip-web-opt-") as work:
         infos = {}
@@ -363,7 +364,7 @@ def optimize_folder(source_dir: Path, to: Path, force: bool = False, assets_dir:
             raise ToolError(f"refusing to write {to}: the optimised model's embeddings differ from the source's "
                             f"({'; '.join(bad)}; need >= {COS_MIN}); nothing was written")
         ort = need("onnxruntime", feature="clip-web models optimize")
-        manifest = variant_manifest(source, "opt", tmp)
+        manifest = variant_manifest(source, "opt", tmp, source_dir)
         manifest["variant"] = VARIANT
         manifest["name"] = f"{source['name']} [fp32, optimised graph]"
         manifest["optimized"] = {

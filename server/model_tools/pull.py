@@ -67,6 +67,9 @@ def resolve_manifest(what: str) -> dict:
     for part in PARTS:
         if urlsplit(manifest[part]["url"]).scheme not in ("http", "https"):
             raise ToolError(f"{path}: the {part} URL {manifest[part]['url']!r} is not absolute http(s)")
+    tokenizer_url = manifest.get("tokenizer", {}).get("url")
+    if tokenizer_url and urlsplit(tokenizer_url).scheme not in ("http", "https"):
+        raise ToolError(f"{path}: the tokenizer URL {tokenizer_url!r} is not absolute http(s)")
     return manifest
 
 
@@ -256,10 +259,13 @@ def _pull_into(folder: Path, source: dict, local_id: str, what: str, hub, retrie
     previous = _previous(folder)
     local = dict(source, id=local_id, mirror_of=source["id"])
     local.pop("report", None)
-    names = [Path(urlsplit(source[part]["url"]).path).name for part in PARTS]
+    # The encoders, and the model's own tokenizer file where it has one (SigLIP's spiece.model):
+    # a mirror must work with no network.
+    parts = [*PARTS, *(["tokenizer"] if source.get("tokenizer", {}).get("url") else [])]
+    names = [Path(urlsplit(source[part]["url"]).path).name for part in parts]
     if len(set(names)) != len(names):
-        raise ToolError(f"{what}: the image and text files have the same name {names[0]!r}")
-    for part, name in zip(PARTS, names):
+        raise ToolError(f"{what}: two of its files have the same name ({', '.join(names)})")
+    for part, name in zip(parts, names):
         entry, url = source[part], with_hub(source[part]["url"], hub)
         dest = folder / name
         want_sha, want_size = entry.get("sha256"), entry.get("bytes")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .common import (PARTS, check_io, load_onnx, local_file, need, quiet_root_logger, read_manifest, require_fp32,
-                     staged_folder, variant_manifest, write_manifest)
+                     staged_folder, variant_manifest, tokenizer_file, write_manifest)
 
 OP_TYPES = ["MatMul", "Gather"]
 WEIGHT_TYPES = ("uint8", "int8")
@@ -37,6 +37,7 @@ def quantize_folder(source_dir: Path, to: Path, weight_type: str = "uint8", forc
     source = read_manifest(source_dir)
     require_fp32(source_dir, source, "quantization")
     inputs = {part: local_file(source_dir, source, part) for part in PARTS}
+    tokenizer_file(source_dir, source)  # a missing tokenizer file: refused before anything is written
     for part in PARTS:  # check everything before writing anything
         check_io(load_onnx(inputs[part]), inputs[part], source[part]["input"], source[part]["output"])
     with staged_folder(to, force=force) as tmp:
@@ -44,6 +45,6 @@ def quantize_folder(source_dir: Path, to: Path, weight_type: str = "uint8", forc
             quantize_file(inputs[part], tmp / source[part]["url"], weight_type)
             log(f"{part}: {inputs[part].stat().st_size / 1e6:.1f} MB -> "
                 f"{(tmp / source[part]['url']).stat().st_size / 1e6:.1f} MB ({weight_type})")
-        manifest = variant_manifest(source, weight_type, tmp)
+        manifest = variant_manifest(source, weight_type, tmp, source_dir)
         write_manifest(tmp, manifest)
     return manifest
