@@ -31,8 +31,9 @@ async function openCache() {
 }
 
 // -> { buffer: Uint8Array, cached, hashed (whether its sha256 was computed now), remember(), discard() }.
-// Call remember() once the bytes proved to be a working model, so a broken file is never kept, and
-// discard() when they did not: a downloaded file's stored bytes are dropped.
+// remember() keeps a downloaded file in the model cache (before its session is made, so that the
+// bytes are not needed after onnxruntime has its copy); discard() drops every stored copy of a file
+// that turned out to be no working model (the cache entry remember() made, and the partial one).
 export async function loadModelBytes(url, spec = {}, onProgress = () => {}) {
   const cache = await openCache();
   const key = cacheKey(url, spec.sha256, spec.bytes);
@@ -59,19 +60,30 @@ export async function loadModelBytes(url, spec = {}, onProgress = () => {}) {
     }
   }
   const buffer = await downloadModel(url, spec, onProgress);
+  // remember()'s own reference, let go once stored: discard() lives as long as the session's
+  // creation and shares remember's scope, which must not keep the bytes alive.
+  let toKeep = buffer;
+  let kept = false;
   const remember = async () => {
-    if (cache) {
+    const bytes = toKeep;
+    toKeep = null;
+    if (cache && bytes) {
       try {
         const headers = { 'Content-Type': 'application/octet-stream' };
-        if (spec.sha256) headers[VERIFIED_HEADER] = `${spec.sha256}:${buffer.byteLength}`; // downloadModel checked it
-        await cache.put(key, new Response(buffer, { headers }));
+        if (spec.sha256) headers[VERIFIED_HEADER] = `${spec.sha256}:${bytes.byteLength}`; // downloadModel checked it
+        await cache.put(key, new Response(bytes, { headers }));
+        kept = true;
       } catch {
         // Quota exceeded: the model still works, it just is not kept.
       }
     }
     await dropPartial(url, spec); // kept in the model cache now (or never will be)
   };
-  return { buffer, cached: false, hashed: !!spec.sha256, remember, discard: () => dropPartial(url, spec) };
+  const discard = async () => {
+    if (kept) await cache.delete(key).catch(() => {});
+    await dropPartial(url, spec);
+  };
+  return { buffer, cached: false, hashed: !!spec.sha256, remember, discard };
 }
 
 export async function clearModelCache() {

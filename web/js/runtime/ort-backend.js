@@ -41,9 +41,9 @@ export function looksLikeOnnx(bytes) {
   return bytes.byteLength > 16 && bytes[0] === 0x08;
 }
 
-function describeCreateError(err, label, bytes) {
+function describeCreateError(err, label, onnxLike) {
   const text = String(err?.message ?? err);
-  if (!looksLikeOnnx(bytes) || /protobuf|parse|Invalid model|invalid model|ModelProto|load model/i.test(text)) {
+  if (!onnxLike || /protobuf|parse|Invalid model|invalid model|ModelProto|load model/i.test(text)) {
     return new RpcError(`${label} is not a valid ONNX model (onnxruntime: ${text.slice(0, 200)})`, 'invalid_model');
   }
   return new RpcError(`${label}: onnxruntime could not create a session: ${text.slice(0, 300)}`, 'session_failed');
@@ -77,9 +77,13 @@ export class SerialSession {
 }
 
 // Try the requested backend; on failure fall back to wasm and say so (the page shows notices).
-export async function createSession(bytes, { backend, label }) {
+// model: { buffer } (the model's bytes). Its buffer is taken out of it for the last session this
+// may create, so that nothing here holds the bytes once onnxruntime has its own copy: 351 MB less
+// alive while a full-size session is built.
+export async function createSession(model, { backend, label }) {
   if (!ort) throw new RpcError('onnxruntime-web is not initialised', 'not_ready');
-  if (!looksLikeOnnx(bytes)) {
+  const onnxLike = looksLikeOnnx(model.buffer);
+  if (!onnxLike) {
     throw new RpcError(`${label} is not a valid ONNX model (it does not start like an ONNX protobuf file)`, 'invalid_model');
   }
   const notices = [];
@@ -92,17 +96,23 @@ export async function createSession(bytes, { backend, label }) {
   // (fp32 ViT-B/32 images: 0.88-0.97x the time of 'all' in four runs, tiny 0.94x; short texts and
   // uint8 a tie) with bit-identical embeddings (docs/engine-settings.md).
   const options = (provider) => ({ executionProviders: [provider], graphOptimizationLevel: 'extended', logSeverityLevel: 3, ...sessionExtras });
+  // The bytes for one session: taken for good when no wasm fallback can follow.
+  const bytesFor = (last) => {
+    const bytes = model.buffer;
+    if (last) model.buffer = null;
+    return bytes;
+  };
   try {
-    const session = await ort.InferenceSession.create(bytes, options(chosen));
+    const session = await ort.InferenceSession.create(bytesFor(chosen === 'wasm'), options(chosen));
     return { session: new SerialSession(session, chosen), backend: chosen, notices };
   } catch (err) {
-    if (chosen === 'wasm') throw describeCreateError(err, label, bytes);
+    if (chosen === 'wasm') throw describeCreateError(err, label, onnxLike);
     notices.push(`The ${chosen} backend cannot run this model (${String(err?.message ?? err).slice(0, 160)}); using wasm instead.`);
     try {
-      const session = await ort.InferenceSession.create(bytes, options('wasm'));
+      const session = await ort.InferenceSession.create(bytesFor(true), options('wasm'));
       return { session: new SerialSession(session, 'wasm'), backend: 'wasm', notices };
     } catch (err2) {
-      throw describeCreateError(err2, label, bytes);
+      throw describeCreateError(err2, label, onnxLike);
     }
   }
 }

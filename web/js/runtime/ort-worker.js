@@ -5,7 +5,7 @@
 
 import { serve, emit, withTransfer, RpcError } from './rpc.js';
 import { trackFetchProgress } from './progress-fetch.js';
-import { initOrt, createSession, makeTensor, ortState } from './ort-backend.js';
+import { initOrt, createSession, looksLikeOnnx, makeTensor, ortState } from './ort-backend.js';
 import { loadModelBytes, clearModelCache, setDownloadsPaused } from './model-fetch.js';
 import { partialBytes, setPartialStore } from './partial-store.js';
 
@@ -159,16 +159,27 @@ async function loadSession({ key, spec, backend }) {
 }
 
 async function loadSessionStaged({ key, spec, backend, t0 }) {
-  const { buffer: bytes, cached, hashed, remember, discard } = await loadModelBytes(spec.url, spec, (p) => emit('progress', { ...p, source: 'model' }));
+  const loaded = await loadModelBytes(spec.url, spec, (p) => emit('progress', { ...p, source: 'model' }));
+  const { cached, hashed, remember, discard } = loaded;
+  const size = loaded.buffer.byteLength;
   const t1 = performance.now();
+  const label = spec.url.split('/').pop();
   let session, used, notices;
-  setStage(key, 'creating the session');
   try {
-    ({ session, backend: used, notices } = await createSession(bytes, { backend, label: spec.url.split('/').pop() }));
+    // A download is kept first, then its session made: the model's bytes are then needed only
+    // until onnxruntime has copied them into its heap (createSession takes them out of `loaded`),
+    // not beside the session's own copy of the weights while it is built. (A cache hit's
+    // remember() only tidies up, after the session: model-fetch.js says why.)
+    if (!cached && looksLikeOnnx(loaded.buffer)) {
+      setStage(key, 'keeping the file');
+      await remember();
+    }
+    setStage(key, 'creating the session');
+    ({ session, backend: used, notices } = await createSession(loaded, { backend, label }));
     if (!session.inputNames.includes(spec.input) || !session.outputNames.includes(spec.output)) {
       await session.release();
       throw new RpcError(
-        `${spec.url.split('/').pop()} has inputs [${session.inputNames}] and outputs [${session.outputNames}], ` +
+        `${label} has inputs [${session.inputNames}] and outputs [${session.outputNames}], ` +
           `but its manifest says input "${spec.input}" and output "${spec.output}"`,
         'model_mismatch',
       );
@@ -177,15 +188,14 @@ async function loadSessionStaged({ key, spec, backend, t0 }) {
     await discard().catch(() => {}); // a file that is no working model is not kept, not even in part
     throw err;
   }
-  setStage(key, 'keeping the file');
-  await remember();
+  if (cached) await remember();
   const old = sessions.get(key);
   sessions.set(key, { session, spec });
   if (old) old.session.release();
   return {
     backend: used,
     notices,
-    bytes: bytes.byteLength,
+    bytes: size,
     cached,
     hashed,
     inputNames: session.inputNames,
