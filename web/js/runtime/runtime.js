@@ -174,14 +174,16 @@ export class Runtime extends EventTarget {
       told({ ok: false, error: String(err?.message ?? err) });
       return;
     }
-    worker.onmessage = (e) => {
-      told(e.data);
+    this.snapshotWorker = worker; // dispose() stops it with the runtime's own workers
+    const done = (made) => {
+      told(made);
       worker.terminate();
+      if (this.snapshotWorker === worker) this.snapshotWorker = null;
     };
+    worker.onmessage = (e) => done(e.data);
     worker.onerror = (e) => {
       e.preventDefault?.();
-      told({ ok: false, error: e.message || 'the snapshot worker failed to start' });
-      worker.terminate();
+      done({ ok: false, error: e.message || 'the snapshot worker failed to start' });
     };
     worker.postMessage(job);
   }
@@ -367,5 +369,6 @@ export class Runtime extends EventTarget {
     live.delete(this);
     this.py.terminate();
     this.ort.terminate();
+    this.snapshotWorker?.terminate();
   }
 }
