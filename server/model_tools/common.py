@@ -100,18 +100,28 @@ def require_fp32(folder: Path, manifest: dict, doing: str) -> None:
                         f"(use its source{hint})")
 
 
+def is_remote(url: str) -> bool:
+    return "://" in url or url.startswith("/")
+
+
+def file_in_folder(folder: Path, url: str, whose: str, named: str) -> Path:
+    """The file a manifest's relative `url` names, which must be inside the folder and present.
+    whose: "the image encoder's"; named: "image encoder" (for the messages)."""
+    if ".." in Path(url).parts:
+        raise ToolError(f"{folder}/{MANIFEST}: {whose} url {url!r} leaves the model folder")
+    path = Path(folder) / url
+    if not path.is_file():
+        raise ToolError(f"{path}: missing ({named} named in {MANIFEST})")
+    return path
+
+
 def local_file(folder: Path, manifest: dict, part: str) -> Path:
     """The ONNX file of one encoder; tools work on local files only (pull first)."""
     url = manifest[part]["url"]
-    if "://" in url or url.startswith("/"):
+    if is_remote(url):
         raise ToolError(f"{folder}/{MANIFEST}: the {part} encoder is at {url}, not a file in the folder "
                         "(run `clip-web models pull` first)")
-    if ".." in Path(url).parts:
-        raise ToolError(f"{folder}/{MANIFEST}: the {part} encoder's url {url!r} leaves the model folder")
-    path = Path(folder) / url
-    if not path.is_file():
-        raise ToolError(f"{path}: missing ({part} encoder named in {MANIFEST})")
-    return path
+    return file_in_folder(folder, url, f"the {part} encoder's", f"{part} encoder")
 
 
 def manifest_bytes(manifest: dict) -> bytes:
@@ -144,14 +154,9 @@ def tokenizer_file(folder: Path, manifest: dict) -> Path | None:
     """The model's own tokenizer file (SigLIP's spiece.model) when it is a file in the folder; None
     when the model has none or names it by an absolute URL (a variant can name the same URL)."""
     url = manifest.get("tokenizer", {}).get("url")
-    if not url or "://" in url or url.startswith("/"):
+    if not url or is_remote(url):
         return None
-    if ".." in Path(url).parts:
-        raise ToolError(f"{folder}/{MANIFEST}: the tokenizer's url {url!r} leaves the model folder")
-    path = Path(folder) / url
-    if not path.is_file():
-        raise ToolError(f"{path}: missing (the tokenizer file named in {MANIFEST})")
-    return path
+    return file_in_folder(folder, url, "the tokenizer's", "the tokenizer file")
 
 
 def variant_manifest(source: dict, variant: str, folder: Path, source_dir: Path | None = None) -> dict:
