@@ -46,7 +46,8 @@ export class ExactRows {
     }
   }
 
-  reset(d) {
+  // rows: how many the collection will hold (a file grows as it is written; MemoryRows uses it).
+  reset(d, rows = 0) {
     this.d = d;
     this.handle.truncate(0);
   }
@@ -99,27 +100,29 @@ export class ExactRows {
 }
 
 // The same rows in memory, for browsers without the origin private file system: a Float32Array
-// that grows (doubling) to the highest id written.
+// of the collection's size (reset's `rows`), grown (doubling) past it if ids go beyond.
 export class MemoryRows {
   constructor() {
     this.d = 0;
     this.rows = new Float32Array(0);
     this.count = 0; // rows 0..count-1 are within the written range
+    this.reserved = 0; // rows the collection will hold
     this.kind = 'memory';
   }
 
-  reset(d) {
+  reset(d, rows = 0) {
     this.d = d;
+    this.reserved = rows;
     this.rows = new Float32Array(0);
     this.count = 0;
   }
 
   write(ids, rows, d) {
-    if (this.d !== d) this.reset(d);
+    if (this.d !== d) this.reset(d, this.reserved);
     let last = -1;
     for (const id of ids) last = Math.max(last, id);
     if ((last + 1) * d > this.rows.length) {
-      const grown = new Float32Array(Math.max((last + 1) * d, this.rows.length * 2));
+      const grown = new Float32Array(Math.max((last + 1) * d, this.reserved * d, this.rows.length * 2));
       grown.set(this.rows);
       this.rows = grown;
     }

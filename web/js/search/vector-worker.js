@@ -84,7 +84,7 @@ serve({
     raw = null;
     files = null;
     generation += 1;
-    (await exactReady)?.reset(0);
+    (await exactReady).reset(0, n);
     return true;
   },
 
@@ -93,7 +93,7 @@ serve({
     if (!ids.length) return vectors?.count ?? 0;
     const v = ensure(d);
     for (let k = 0; k < ids.length; k++) v.set(ids[k], data.subarray(k * d, (k + 1) * d));
-    (await exactReady)?.write(ids, data, d);
+    (await exactReady).write(ids, data, d);
     helper?.prepareFor(v.count);
     return v.count;
   },
@@ -135,7 +135,7 @@ serve({
   async row({ id }) {
     if (!vectors?.has(id)) return null;
     const exact = await exactReady;
-    return { raw: exact ? exact.read(id) : null, unit: vectors.row(id) };
+    return { raw: exact.read(id), unit: vectors.row(id) };
   },
 
   async stats() {
@@ -207,14 +207,12 @@ serve({
     generation += 1;
     helper?.prepareFor(n);
     const exact = await exactReady;
-    if (exact) {
-      exact.reset(d);
-      for (let start = 0; start < n; start += WRITE_ROWS) {
-        const count = Math.min(WRITE_ROWS, n - start);
-        exact.write(Uint32Array.from({ length: count }, (_, k) => start + k), raw.subarray(start * d, (start + count) * d), d);
-      }
-      raw = null; // read back from the file from now on
+    exact.reset(d, n);
+    for (let start = 0; start < n; start += WRITE_ROWS) {
+      const count = Math.min(WRITE_ROWS, n - start);
+      exact.write(Uint32Array.from({ length: count }, (_, k) => start + k), raw.subarray(start * d, (start + count) * d), d);
     }
+    raw = null; // read back from the exact rows from now on
     return vectors?.count ?? 0;
   },
 
